@@ -1,0 +1,46 @@
+// The chat app's view of the store (the IRIS "globals"): who is in which room under which
+// alias, and the message log. Shared by every worker on the host (SQLite, WAL) or across
+// hosts (a future Redis implementation). Calls are synchronous and short.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sb::backend {
+
+struct ChatMember {
+  std::string wsid;
+  std::string room;
+  std::string alias;
+};
+
+struct ChatMessage {
+  std::int64_t id = 0;       // increasing across all workers sharing the store
+  std::string room;
+  std::string author;
+  std::string message;       // base64, as the client sent it
+  std::string sent;          // "YYYY-MM-DD HH:MM:SS" UTC
+  std::string wsid;          // sender
+};
+
+class ChatStore {
+ public:
+  virtual ~ChatStore() = default;
+  virtual void add_member(const ChatMember& member) = 0;
+  // Returns the member after the change, or nullopt if the WSID is not a member.
+  virtual std::optional<ChatMember> set_alias(const std::string& wsid, const std::string& alias) = 0;
+  // Returns the removed member, or nullopt if it was not there (already removed elsewhere).
+  virtual std::optional<ChatMember> remove_member(const std::string& wsid) = 0;
+  virtual std::optional<ChatMember> member(const std::string& wsid) = 0;
+  virtual std::vector<ChatMember> members(const std::string& room) = 0;  // in join order
+  // Stores the message, assigning message.id; returns it.
+  virtual std::int64_t append_message(ChatMessage& message) = 0;
+  // The last `limit` messages of the room, oldest first.
+  virtual std::vector<ChatMessage> recent_messages(const std::string& room, int limit) = 0;
+  // Removes every member whose WSID belongs to gateway_id with an epoch other than
+  // `live_epoch`; returns the rooms that lost members (for fresh userlists).
+  virtual std::vector<std::string> remove_stale_epochs(const std::string& gateway_id, std::uint64_t live_epoch) = 0;
+};
+
+}  // namespace sb::backend

@@ -1,0 +1,47 @@
+// Command family: what any worker may ask any gateway to do with any WSID it holds.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sb::proto {
+
+// One payload to one or many sockets.
+struct Write {
+  std::vector<std::string> targets;
+  bool binary = false;
+  std::string payload;
+};
+
+// Close a socket after its queued writes (IRIS EndServer).
+struct End {
+  std::string wsid;
+  std::uint16_t code = 1000;
+  std::string reason;
+};
+
+// Topic membership at the gateway: who gets the bytes of a PUBLISH.
+struct Subscribe {
+  std::string wsid;
+  std::string topic;
+};
+
+struct Unsubscribe {
+  std::string wsid;
+  std::string topic;
+};
+
+// One payload to every subscriber of a topic on this gateway, optionally but one.
+struct Publish {
+  std::string topic;
+  bool binary = false;
+  std::string payload;
+  std::string except_wsid;  // empty: nobody excluded
+};
+
+// "Is this WSID still open?" answered by Status.
+struct Query {
+  std::string wsid;
+};
+
+}  // namespace sb::proto
