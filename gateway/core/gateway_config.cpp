@@ -1,0 +1,61 @@
+#include "gateway/core/gateway_config.hpp"
+
+#include "common/log.hpp"
+#include "common/wsid.hpp"
+
+namespace sb::gateway {
+namespace po = boost::program_options;
+
+ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>& args, const Environment& env) {
+  GatewayConfig c;
+  po::options_description options("Gateway");
+  options.add_options()
+      ("listen", po::value(&c.listen)->default_value(c.listen), "HTTP/WebSocket address host:port")
+      ("pool", po::value(&c.pool)->default_value(c.pool), "ZeroMQ endpoint to bind for workers")
+      ("gateway-id", po::value(&c.gateway_id), "id put in every WSID ([A-Za-z0-9_-], 1-32); default gw-<port>")
+      ("max-message-bytes", po::value(&c.max_message_bytes)->default_value(c.max_message_bytes),
+       "largest client message; larger ones are closed with 1009")
+      ("max-queue-bytes", po::value(&c.max_queue_bytes)->default_value(c.max_queue_bytes),
+       "per-socket send backlog before the socket is closed with 4008")
+      ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets), "WebSockets held at once")
+      ("heartbeat-ms", po::value(&c.heartbeat_ms)->default_value(c.heartbeat_ms), "pool heartbeat interval")
+      ("worker-dead-ms", po::value(&c.worker_dead_ms)->default_value(c.worker_dead_ms),
+       "a worker silent this long is dead")
+      ("max-pool-message-bytes", po::value(&c.max_pool_message_bytes)->default_value(c.max_pool_message_bytes),
+       "largest pool message accepted from a worker")
+      ("pool-hwm", po::value(&c.pool_hwm)->default_value(c.pool_hwm), "ZeroMQ high-water mark per worker")
+      ("log-level", po::value(&c.log_level)->default_value(c.log_level), "debug, info, warn or error");
+
+  auto raw = parse_layers("switchboard-gateway",
+                          "Terminates browser WebSockets and multiplexes them over a ZeroMQ pool to workers.",
+                          options, args, env);
+  ParseOutcome<GatewayConfig> out;
+  if (raw.stop) {
+    out.exit_code = raw.exit_code;
+    out.message = raw.message;
+    return out;
+  }
+  auto fail = [&](const std::string& why) {
+    out.exit_code = 2;
+    out.message = "switchboard-gateway: " + why + " (see --help)\n";
+    return out;
+  };
+  auto listen = parse_host_port(c.listen);
+  if (!listen) return fail("--listen must be host:port, got '" + c.listen + "'");
+  if (c.pool.empty()) return fail("--pool must not be empty");
+  if (c.gateway_id.empty()) c.gateway_id = "gw-" + std::to_string(listen->port);
+  if (!valid_gateway_id(c.gateway_id)) return fail("--gateway-id must be 1-32 of [A-Za-z0-9_-], got '" + c.gateway_id + "'");
+  if (c.max_message_bytes < 125 || c.max_message_bytes > (64u << 20))
+    return fail("--max-message-bytes must be between 125 and 67108864");
+  if (c.max_queue_bytes < c.max_message_bytes) return fail("--max-queue-bytes must be at least --max-message-bytes");
+  if (c.max_sockets == 0) return fail("--max-sockets must be positive");
+  if (c.heartbeat_ms < 10) return fail("--heartbeat-ms must be at least 10");
+  if (c.worker_dead_ms < 2 * c.heartbeat_ms) return fail("--worker-dead-ms must be at least twice --heartbeat-ms");
+  if (c.pool_hwm <= 0) return fail("--pool-hwm must be positive");
+  log::Level level;
+  if (!log::parse_level(c.log_level, level)) return fail("--log-level must be debug, info, warn or error");
+  out.config = c;
+  return out;
+}
+
+}  // namespace sb::gateway

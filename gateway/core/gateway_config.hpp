@@ -1,0 +1,31 @@
+// Every gateway setting and limit in one place, each with its default and why.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/options.hpp"
+
+namespace sb::gateway {
+
+struct GatewayConfig {
+  std::string listen = "127.0.0.1:8080";         // loopback by default: exposing it is a deliberate choice
+  std::string pool = "tcp://127.0.0.1:5555";     // ZeroMQ ROUTER the workers connect to
+  std::string gateway_id;                        // names this gateway in every WSID; default "gw-<port>"
+  std::size_t max_message_bytes = 64 * 1024;     // larger client messages: close 1009 (peers use 16-128 KiB)
+  std::size_t max_queue_bytes = 1024 * 1024;     // per-socket send backlog before close 4008 (Centrifugo: 1 MB)
+  std::size_t max_write_batch_bytes = 64 * 1024; // bytes coalesced into one lws_write
+  std::size_t max_sockets = 19000;               // fd limit is 20 000 per process; keep room for the rest
+  std::uint32_t heartbeat_ms = 1000;             // pool heartbeat interval (Paranoid Pirate)
+  std::uint32_t worker_dead_ms = 3000;           // 3 missed heartbeats = dead
+  std::size_t max_pool_message_bytes = 16u << 20;  // ZMQ_MAXMSGSIZE: a rogue worker cannot make us allocate more
+  int pool_hwm = 100000;                         // ZMQ high-water mark (messages) per peer, both ways
+  int pool_linger_ms = 200;                      // do not hang on exit with unsent pool messages
+  std::size_t pool_drain_batch = 2048;           // pool messages handled per loop turn before yielding to sockets
+  std::string log_level = "info";
+};
+
+ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>& args, const Environment& env);
+
+}  // namespace sb::gateway

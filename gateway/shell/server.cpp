@@ -1,0 +1,558 @@
+#include "gateway/shell/server.hpp"
+
+#include <libwebsockets.h>
+#include <uv.h>
+#include <zmq.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string_view>
+#include <vector>
+
+#include "common/close_codes.hpp"
+#include "common/log.hpp"
+#include "common/wsid.hpp"
+#include "gateway/core/gateway_core.hpp"
+#include "gateway/core/routes.hpp"
+
+namespace sb::gateway {
+
+std::string_view chat_page();  // generated from web/index.html by embed.cmake
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// lws' per-connection user memory (zero-filled by lws). Kept small: idle sockets dominate memory.
+struct PerConnection {
+  Session* session;         // WebSocket connections: owned by the core
+  std::string* http_body;   // HTTP responses in flight: owned here, freed when sent or closed
+  std::size_t http_sent;
+  std::uint16_t peer_close_code;  // from the client's close frame, if any
+  bool closing_by_us;
+};
+
+std::string header(struct lws* wsi, enum lws_token_indexes token) {
+  int length = lws_hdr_total_length(wsi, token);
+  if (length <= 0) return {};
+  std::string out(static_cast<std::size_t>(length) + 1, '\0');
+  int copied = lws_hdr_copy(wsi, out.data(), length + 1, token);
+  if (copied < 0) return {};
+  out.resize(static_cast<std::size_t>(copied));
+  return out;
+}
+
+// The value of one cookie in a Cookie header, or "".
+std::string cookie_value(std::string_view cookies, std::string_view name) {
+  while (!cookies.empty()) {
+    auto semi = cookies.find(';');
+    auto part = cookies.substr(0, semi);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=')
+      return std::string(part.substr(name.size() + 1));
+    if (semi == std::string_view::npos) break;
+    cookies.remove_prefix(semi + 1);
+  }
+  return {};
+}
+
+std::string random_hex(std::size_t bytes) {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    auto v = rng() & 0xff;
+    out += digits[v >> 4];
+    out += digits[v & 15];
+  }
+  return out;
+}
+
+constexpr std::string_view session_cookie = "sbsession";
+
+}  // namespace
+
+struct Server::Impl final : SocketDriver {
+  GatewayConfig config;
+  GatewayCore core;
+  uv_loop_t loop{};
+  uv_poll_t pool_poll{};
+  uv_check_t pool_check{};
+  uv_idle_t pool_idle{};      // runs only while pool input is left over, so the loop does not block
+  uv_timer_t tick_timer{};
+  uv_timer_t shutdown_timer{};
+  uv_signal_t sigint{}, sigterm{};
+  bool idle_active = false;
+  bool shutting_down = false;
+  int shutdown_waited_ms = 0;
+  struct lws_context* context = nullptr;
+  void* zmq_context = nullptr;
+  void* router = nullptr;
+  std::string write_buffer;  // reused for every WRITEABLE: LWS_PRE bytes then frames
+  std::uint64_t pool_send_dropped = 0;  // bodies not sent: worker unreachable or over HWM
+  std::uint64_t too_big_closes = 0;
+  std::uint64_t refused_handshakes = 0;
+  struct lws_protocols protocols[2]{};
+
+  explicit Impl(const GatewayConfig& c) : config(c), core(c, new_epoch(), *this) {}
+
+  // --- SocketDriver ---
+  void wake_writer(Session& session) override {
+    if (session.writer_woken || !session.transport) return;
+    session.writer_woken = true;
+    lws_callback_on_writable(static_cast<struct lws*>(session.transport));
+  }
+
+  // --- pool ---
+  void open_pool() {
+    zmq_context = zmq_ctx_new();
+    router = zmq_socket(zmq_context, ZMQ_ROUTER);
+    int one = 1;
+    int linger = config.pool_linger_ms;
+    auto max_size = static_cast<std::int64_t>(config.max_pool_message_bytes);
+    zmq_setsockopt(router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);  // unroutable sends fail, never vanish
+    zmq_setsockopt(router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);   // a restarted worker takes its id back
+    zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(router, ZMQ_SNDHWM, &config.pool_hwm, sizeof config.pool_hwm);
+    zmq_setsockopt(router, ZMQ_RCVHWM, &config.pool_hwm, sizeof config.pool_hwm);
+    zmq_setsockopt(router, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size);
+    if (zmq_bind(router, config.pool.c_str()) != 0)
+      throw std::runtime_error("cannot bind pool " + config.pool + ": " + zmq_strerror(zmq_errno()));
+    int fd = -1;
+    std::size_t fd_size = sizeof fd;
+    zmq_getsockopt(router, ZMQ_FD, &fd, &fd_size);
+    uv_poll_init(&loop, &pool_poll, fd);
+    pool_poll.data = this;
+    uv_poll_start(&pool_poll, UV_READABLE, [](uv_poll_t* h, int, int) { static_cast<Impl*>(h->data)->service_pool(); });
+    uv_check_init(&loop, &pool_check);
+    pool_check.data = this;
+    uv_check_start(&pool_check, [](uv_check_t* h) { static_cast<Impl*>(h->data)->service_pool(); });
+    uv_idle_init(&loop, &pool_idle);
+    pool_idle.data = this;
+  }
+
+  // Reads what the pool has (bounded per turn), then sends what the core queued. ZMQ_FD is
+  // edge-triggered and sends can consume the edge, so this runs after every loop turn too.
+  void service_pool() {
+    if (!router) return;
+    std::size_t handled = 0;
+    bool more = false;
+    for (int round = 0; round < 4; ++round) {
+      more = drain_pool(handled);
+      flush_pool();
+      if (!more) break;
+    }
+    if (more && !idle_active) {
+      uv_idle_start(&pool_idle, [](uv_idle_t* h) { static_cast<Impl*>(h->data)->service_pool(); });
+      idle_active = true;
+    } else if (!more && idle_active) {
+      uv_idle_stop(&pool_idle);
+      idle_active = false;
+    }
+  }
+
+  // Returns true if input is left after the per-turn budget.
+  bool drain_pool(std::size_t& handled) {
+    std::string routing_id;
+    while (handled < config.pool_drain_batch) {
+      int events = 0;
+      std::size_t size = sizeof events;
+      if (zmq_getsockopt(router, ZMQ_EVENTS, &events, &size) != 0 || !(events & ZMQ_POLLIN)) return false;
+      zmq_msg_t part;
+      zmq_msg_init(&part);
+      if (zmq_msg_recv(&part, router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&part);
+        return false;
+      }
+      routing_id.assign(static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part));
+      bool more = zmq_msg_more(&part);
+      auto now = now_ms();
+      while (more) {
+        zmq_msg_close(&part);
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, router, ZMQ_DONTWAIT) < 0) break;
+        more = zmq_msg_more(&part);
+        core.pool_message(routing_id, {static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part)}, now);
+      }
+      zmq_msg_close(&part);
+      ++handled;
+    }
+    return true;
+  }
+
+  void flush_pool() {
+    if (core.outbox_empty()) return;
+    std::vector<std::string> unreachable;
+    for (auto& [routing_id, bodies] : core.outbox()) {
+      if (bodies.empty()) continue;
+      if (zmq_send(router, routing_id.data(), routing_id.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        int err = zmq_errno();
+        pool_send_dropped += bodies.size();
+        if (err == EHOSTUNREACH) {
+          unreachable.push_back(routing_id);
+          log::warn("worker '", routing_id, "' unreachable: ", bodies.size(), " pool messages dropped");
+        } else {
+          log::warn("pool send to '", routing_id, "' failed (", zmq_strerror(err), "): ", bodies.size(),
+                    " pool messages dropped");
+        }
+        bodies.clear();
+        continue;
+      }
+      for (std::size_t i = 0; i < bodies.size(); ++i) {
+        int flags = ZMQ_DONTWAIT | (i + 1 < bodies.size() ? ZMQ_SNDMORE : 0);
+        // After the routing frame is accepted, ZeroMQ takes the rest of the message atomically.
+        zmq_send(router, bodies[i].data(), bodies[i].size(), flags);
+      }
+      bodies.clear();
+    }
+    core.outbox_flushed();
+    for (const auto& id : unreachable) core.worker_unreachable(id);
+  }
+
+  // --- lws ---
+  static int callback(struct lws* wsi, enum lws_callback_reasons reason, void* user, void* in, std::size_t len) {
+    auto* context = lws_get_context(wsi);
+    auto* self = context ? static_cast<Impl*>(lws_context_user(context)) : nullptr;
+    if (!self) return lws_callback_http_dummy(wsi, reason, user, in, len);
+    return self->on_event(wsi, reason, static_cast<PerConnection*>(user), in, len);
+  }
+
+  int on_event(struct lws* wsi, enum lws_callback_reasons reason, PerConnection* pc, void* in, std::size_t len) {
+    switch (reason) {
+      case LWS_CALLBACK_HTTP: return on_http(wsi, pc, static_cast<const char*>(in));
+      case LWS_CALLBACK_HTTP_WRITEABLE: return on_http_writeable(wsi, pc);
+      case LWS_CALLBACK_CLOSED_HTTP:
+      case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (pc) {
+          delete pc->http_body;
+          pc->http_body = nullptr;
+        }
+        break;
+      case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: return on_filter(wsi);
+      case LWS_CALLBACK_ESTABLISHED: return on_established(wsi, pc);
+      case LWS_CALLBACK_RECEIVE: return on_receive(wsi, pc, static_cast<const char*>(in), len);
+      case LWS_CALLBACK_SERVER_WRITEABLE: return on_ws_writeable(wsi, pc);
+      case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (pc && len >= 2) {
+          auto* bytes = static_cast<const unsigned char*>(in);
+          pc->peer_close_code = static_cast<std::uint16_t>(bytes[0] << 8 | bytes[1]);
+        }
+        break;
+      case LWS_CALLBACK_CLOSED: on_closed(pc); break;
+      default: break;
+    }
+    return lws_callback_http_dummy(wsi, reason, pc, in, len);
+  }
+
+  std::string healthz_body() {
+    const auto& c = core.counters();
+    std::string body = "{\"status\":\"";
+    body += core.live_workers() ? "ok" : "no workers";
+    body += "\",\"gateway_id\":\"" + config.gateway_id + "\",\"epoch\":" + std::to_string(core.epoch()) +
+            ",\"workers\":" + std::to_string(core.live_workers()) +
+            ",\"sockets\":" + std::to_string(core.session_count()) + ",\"counters\":{";
+    auto add = [&](const char* name, std::uint64_t value, bool last = false) {
+      body += "\"" + std::string(name) + "\":" + std::to_string(value) + (last ? "" : ",");
+    };
+    add("sockets_opened", c.sockets_opened);
+    add("sockets_closed", c.sockets_closed);
+    add("refused_no_worker", c.refused_no_worker);
+    add("refused_handshakes", refused_handshakes);
+    add("messages_in", c.messages_in);
+    add("messages_no_worker", c.messages_no_worker);
+    add("frames_queued", c.frames_queued);
+    add("bytes_queued", c.bytes_queued);
+    add("slow_consumer_closes", c.slow_consumer_closes);
+    add("too_big_closes", too_big_closes);
+    add("gone_sent", c.gone_sent);
+    add("pool_messages_in", c.pool_messages_in);
+    add("pool_decode_errors", c.pool_decode_errors);
+    add("pool_unexpected", c.pool_unexpected);
+    add("pool_send_dropped", pool_send_dropped);
+    add("workers_registered", c.workers_registered);
+    add("workers_lost", c.workers_lost);
+    add("sockets_lost_with_worker", c.sockets_lost_with_worker);
+    add("idle_events", c.idle_events, true);
+    body += "}}\n";
+    return body;
+  }
+
+  int respond(struct lws* wsi, PerConnection* pc, unsigned status, const char* content_type, std::string body,
+              bool set_cookie) {
+    unsigned char headers[LWS_PRE + 1024];
+    unsigned char *start = headers + LWS_PRE, *p = start, *end = headers + sizeof headers - 1;
+    if (lws_add_http_common_headers(wsi, status, content_type, body.size(), &p, end)) return 1;
+    static constexpr char no_store[] = "no-store";
+    if (lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>("cache-control:"),
+                                    reinterpret_cast<const unsigned char*>(no_store), sizeof no_store - 1, &p, end))
+      return 1;
+    if (set_cookie) {
+      std::string cookie = std::string(session_cookie) + "=" + random_hex(16) + "; Path=/; HttpOnly; SameSite=Lax";
+      if (lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>("set-cookie:"),
+                                      reinterpret_cast<const unsigned char*>(cookie.data()),
+                                      static_cast<int>(cookie.size()), &p, end))
+        return 1;
+    }
+    if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
+    delete pc->http_body;
+    pc->http_body = new std::string(LWS_PRE, '\0');
+    pc->http_body->append(body);
+    pc->http_sent = 0;
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+
+  int on_http(struct lws* wsi, PerConnection* pc, const char* uri) {
+    std::string_view path = uri ? uri : "";
+    if (path == "/" || path == "/index.html") {
+      bool has_cookie = !cookie_value(header(wsi, WSI_TOKEN_HTTP_COOKIE), session_cookie).empty();
+      return respond(wsi, pc, HTTP_STATUS_OK, "text/html; charset=utf-8", std::string(chat_page()), !has_cookie);
+    }
+    if (path == "/healthz") {
+      unsigned status = core.live_workers() ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE;
+      return respond(wsi, pc, status, "application/json", healthz_body(), false);
+    }
+    return respond(wsi, pc, HTTP_STATUS_NOT_FOUND, "text/plain; charset=utf-8",
+                   "404 not found: " + std::string(path) + "\n", false);
+  }
+
+  int on_http_writeable(struct lws* wsi, PerConnection* pc) {
+    if (!pc || !pc->http_body) return 0;
+    constexpr std::size_t chunk = 16 * 1024;  // bounded per callback; lws buffers what the kernel refuses
+    std::string& body = *pc->http_body;
+    std::size_t left = body.size() - LWS_PRE - pc->http_sent;
+    std::size_t n = left < chunk ? left : chunk;
+    bool last = n == left;
+    // lws_write may use the LWS_PRE bytes before `data`; they lie inside the body buffer.
+    unsigned char* data = reinterpret_cast<unsigned char*>(body.data()) + LWS_PRE + pc->http_sent;
+    if (lws_write(wsi, data, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != static_cast<int>(n)) return -1;
+    pc->http_sent += n;
+    if (!last) {
+      lws_callback_on_writable(wsi);
+      return 0;
+    }
+    delete pc->http_body;
+    pc->http_body = nullptr;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+  }
+
+  int refuse_handshake(struct lws* wsi, unsigned status, const std::string& why) {
+    ++refused_handshakes;
+    log::info("refusing WebSocket handshake: ", why);
+    lws_return_http_status(wsi, status, why.c_str());
+    return -1;
+  }
+
+  int on_filter(struct lws* wsi) {
+    if (shutting_down) return refuse_handshake(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "gateway shutting down");
+    std::string path = header(wsi, WSI_TOKEN_GET_URI);
+    auto app = app_for_path(path);
+    auto state = app ? core.app_state(*app) : GatewayCore::AppState::unknown;
+    if (state == GatewayCore::AppState::unknown) return refuse_handshake(wsi, HTTP_STATUS_NOT_FOUND, "no app at " + path);
+    if (state == GatewayCore::AppState::unavailable)
+      return refuse_handshake(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "no live worker serves app " + *app);
+    if (core.session_count() >= config.max_sockets)
+      return refuse_handshake(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "socket limit reached");
+    return 0;
+  }
+
+  int on_established(struct lws* wsi, PerConnection* pc) {
+    OpenParams params;
+    params.path = header(wsi, WSI_TOKEN_GET_URI);
+    params.app = app_for_path(params.path).value_or("");
+    params.query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    static constexpr std::pair<const char*, lws_token_indexes> forwarded[] = {
+        {"host", WSI_TOKEN_HOST},
+        {"origin", WSI_TOKEN_ORIGIN},
+        {"user-agent", WSI_TOKEN_HTTP_USER_AGENT},
+        {"cookie", WSI_TOKEN_HTTP_COOKIE},
+        {"accept-language", WSI_TOKEN_HTTP_ACCEPT_LANGUAGE},
+        {"x-forwarded-for", WSI_TOKEN_X_FORWARDED_FOR},
+        {"sec-websocket-protocol", WSI_TOKEN_PROTOCOL},
+    };
+    for (const auto& [name, token] : forwarded) {
+      std::string value = header(wsi, token);
+      if (!value.empty()) params.headers.emplace_back(name, std::move(value));
+    }
+    params.session_id = cookie_value(header(wsi, WSI_TOKEN_HTTP_COOKIE), session_cookie);
+    if (params.session_id.empty()) params.session_id = random_hex(16);  // no cookie: one per socket
+    char peer[64] = {0};
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    params.remote_address = peer;
+    params.transport = wsi;
+    Session* session = core.open_session(std::move(params), now_ms());
+    if (!session) {
+      // The worker vanished between the handshake filter and now.
+      static constexpr char why[] = "no worker available";
+      lws_close_reason(wsi, static_cast<lws_close_status>(close_code::try_again_later),
+                       reinterpret_cast<unsigned char*>(const_cast<char*>(why)), sizeof why - 1);
+      return -1;
+    }
+    pc->session = session;
+    return 0;
+  }
+
+  int close_with(struct lws* wsi, PerConnection* pc, std::uint16_t code, const std::string& reason) {
+    pc->closing_by_us = true;
+    if (pc->session) pc->session->close_code = code;
+    std::string text = reason.substr(0, 123);  // close payload is at most 125 bytes
+    lws_close_reason(wsi, static_cast<lws_close_status>(code), reinterpret_cast<unsigned char*>(text.data()),
+                     text.size());
+    return -1;
+  }
+
+  int on_receive(struct lws* wsi, PerConnection* pc, const char* data, std::size_t len) {
+    Session* s = pc ? pc->session : nullptr;
+    if (!s) return -1;
+    // Refuse as soon as the frame header announces too much: nothing is buffered first.
+    std::size_t remaining = lws_remaining_packet_payload(wsi);
+    if (s->rx.size() + len + remaining > config.max_message_bytes) {
+      ++too_big_closes;
+      log::warn("closing ", s->wsid, " with 1009: message of at least ", s->rx.size() + len + remaining,
+                " bytes over the limit of ", config.max_message_bytes);
+      return close_with(wsi, pc, close_code::message_too_big, "message too big");
+    }
+    if (s->rx.empty()) s->rx_binary = lws_frame_is_binary(wsi);
+    s->rx.append(data, len);
+    if (lws_is_final_fragment(wsi) && remaining == 0) {
+      std::string message;
+      message.swap(s->rx);
+      core.client_message(*s, s->rx_binary, std::move(message), now_ms());
+    }
+    return 0;
+  }
+
+  int on_ws_writeable(struct lws* wsi, PerConnection* pc) {
+    Session* s = pc ? pc->session : nullptr;
+    if (!s) return 0;
+    s->writer_woken = false;
+    write_buffer.assign(LWS_PRE, '\0');
+    switch (core.next_output(*s, write_buffer)) {
+      case GatewayCore::Output::none: return 0;
+      case GatewayCore::Output::close: return close_with(wsi, pc, s->close_code, s->close_reason);
+      case GatewayCore::Output::data: break;
+    }
+    // One lws_write per WRITEABLE; the frames are already complete, so they go out raw.
+    std::size_t n = write_buffer.size() - LWS_PRE;
+    if (lws_write(wsi, reinterpret_cast<unsigned char*>(write_buffer.data()) + LWS_PRE, n, LWS_WRITE_RAW) <
+        static_cast<int>(n))
+      return -1;
+    if (!s->queue.empty() || s->closing || s->close_now) wake_writer(*s);
+    return 0;
+  }
+
+  void on_closed(PerConnection* pc) {
+    if (!pc || !pc->session) return;
+    Session* s = pc->session;
+    pc->session = nullptr;
+    std::uint16_t code = pc->closing_by_us ? s->close_code
+                         : pc->peer_close_code ? pc->peer_close_code
+                                               : close_code::abnormal;
+    core.session_closed(*s, code, pc->closing_by_us ? s->close_reason : std::string());
+  }
+
+  // --- start and stop ---
+  void start_lws() {
+    auto listen = parse_host_port(config.listen);
+    protocols[0].name = "switchboard";
+    protocols[0].callback = &Impl::callback;
+    protocols[0].per_session_data_size = sizeof(PerConnection);
+    protocols[0].rx_buffer_size = 0;
+
+    struct lws_context_creation_info info;
+    std::memset(&info, 0, sizeof info);
+    void* foreign_loops[1] = {&loop};
+    info.foreign_loops = foreign_loops;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.port = listen->port;
+    info.iface = listen->host.c_str();
+    info.protocols = protocols;
+    info.user = this;
+    info.count_threads = 1;
+    info.timeout_secs = 10;
+    context = lws_create_context(&info);
+    if (!context) throw std::runtime_error("cannot listen on " + config.listen);
+  }
+
+  void start_timers() {
+    uv_timer_init(&loop, &tick_timer);
+    tick_timer.data = this;
+    uint64_t period = std::max<uint64_t>(10, config.heartbeat_ms / 4);
+    uv_timer_start(
+        &tick_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->core.tick(now_ms()); }, period, period);
+    uv_timer_init(&loop, &shutdown_timer);
+    shutdown_timer.data = this;
+    for (auto* sig : {&sigint, &sigterm}) {
+      uv_signal_init(&loop, sig);
+      sig->data = this;
+    }
+    auto on_signal = [](uv_signal_t* s, int signum) { static_cast<Impl*>(s->data)->begin_shutdown(signum); };
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+  }
+
+  // Close frames (1001) to every browser, CLOSE to the workers, then stop; bounded in time.
+  void begin_shutdown(int signum) {
+    if (shutting_down) return;
+    shutting_down = true;
+    log::info("signal ", signum, ": closing ", core.session_count(), " sockets with 1001 and stopping");
+    core.close_all(close_code::going_away, "gateway shutting down");
+    uv_timer_start(&shutdown_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->poll_shutdown(); }, 20, 20);
+  }
+
+  void poll_shutdown() {
+    shutdown_waited_ms += 20;
+    if (core.session_count() > 0 && shutdown_waited_ms < 1000) return;
+    uv_timer_stop(&shutdown_timer);
+    finish();
+  }
+
+  void finish() {
+    if (context) {
+      auto* c = context;
+      context = nullptr;
+      lws_context_destroy(c);  // with a foreign loop lws finishes closing inside uv_run
+    }
+    flush_pool();
+    uv_timer_stop(&tick_timer);
+    uv_signal_stop(&sigint);
+    uv_signal_stop(&sigterm);
+    uv_poll_stop(&pool_poll);
+    uv_check_stop(&pool_check);
+    uv_idle_stop(&pool_idle);
+    for (auto* h : {reinterpret_cast<uv_handle_t*>(&tick_timer), reinterpret_cast<uv_handle_t*>(&shutdown_timer),
+                    reinterpret_cast<uv_handle_t*>(&sigint), reinterpret_cast<uv_handle_t*>(&sigterm),
+                    reinterpret_cast<uv_handle_t*>(&pool_poll), reinterpret_cast<uv_handle_t*>(&pool_check),
+                    reinterpret_cast<uv_handle_t*>(&pool_idle)})
+      if (!uv_is_closing(h)) uv_close(h, nullptr);
+  }
+};
+
+Server::Server(const GatewayConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+
+Server::~Server() {
+  if (impl_->router) zmq_close(impl_->router);
+  if (impl_->zmq_context) zmq_ctx_term(impl_->zmq_context);
+}
+
+int Server::run() {
+  auto& s = *impl_;
+  lws_set_log_level(LLL_ERR, nullptr);  // lws warnings duplicate our own log lines
+  uv_loop_init(&s.loop);
+  s.open_pool();
+  s.start_lws();
+  s.start_timers();
+  log::info("gateway ", s.config.gateway_id, " epoch ", to_base36(s.core.epoch()), " listening on http://",
+            s.config.listen, " pool ", s.config.pool);
+  uv_run(&s.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&s.loop);
+  log::info("gateway stopped");
+  return 0;
+}
+
+}  // namespace sb::gateway
