@@ -1,0 +1,368 @@
+// The gateway state machine without sockets: a fake driver records writer wake-ups and the
+// outbox shows exactly what would go to each worker.
+#include <doctest/doctest.h>
+
+#include "common/close_codes.hpp"
+#include "common/wsid.hpp"
+#include "gateway/core/gateway_core.hpp"
+#include "gateway/core/ws_frame.hpp"
+
+using namespace sb;
+using namespace sb::gateway;
+
+namespace {
+
+struct FakeDriver : SocketDriver {
+  std::vector<Session*> woken;
+  void wake_writer(Session& s) override { woken.push_back(&s); }
+};
+
+GatewayConfig test_config() {
+  GatewayConfig c;
+  c.gateway_id = "gwt";
+  c.max_queue_bytes = 1000;
+  c.max_write_batch_bytes = 64;
+  return c;
+}
+
+struct Fixture {
+  FakeDriver driver;
+  GatewayCore core{test_config(), 42, driver};
+
+  // Pops and decodes everything queued for a worker.
+  std::vector<proto::Envelope> take(const std::string& worker) {
+    std::vector<proto::Envelope> out;
+    auto it = core.outbox().find(worker);
+    if (it == core.outbox().end()) return out;
+    for (const auto& body : it->second) {
+      auto d = proto::decode(body);
+      REQUIRE(d.ok());
+      out.push_back(d.envelope());
+    }
+    it->second.clear();
+    return out;
+  }
+  void from(const std::string& worker, const proto::Envelope& e, std::int64_t now = 0) {
+    core.pool_message(worker, proto::encode(e), now);
+  }
+  void hello(const std::string& worker, std::vector<proto::AppInfo> apps = {{"chat", proto::AppMode::shared, 0}},
+             std::int64_t now = 0) {
+    from(worker, proto::Hello{proto::protocol_version, worker, std::move(apps)}, now);
+  }
+  Session* open(const std::string& app = "chat", std::int64_t now = 0) {
+    OpenParams p;
+    p.app = app;
+    p.path = "/" + app;
+    p.query = "room=a";
+    p.remote_address = "127.0.0.1";
+    return core.open_session(std::move(p), now);
+  }
+  std::string drain(Session& s) {
+    std::string out;
+    while (core.next_output(s, out) == GatewayCore::Output::data) {}
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("HELLO registers a worker and is answered with WELCOME carrying id and epoch") {
+  Fixture f;
+  f.hello("w1");
+  auto sent = f.take("w1");
+  REQUIRE(sent.size() == 1);
+  auto* welcome = std::get_if<proto::Welcome>(&sent[0]);
+  REQUIRE(welcome);
+  CHECK(welcome->gateway_id == "gwt");
+  CHECK(welcome->epoch == 42);
+  CHECK(f.core.live_workers() == 1);
+}
+
+TEST_CASE("HELLO with another protocol version is ignored and counted") {
+  Fixture f;
+  f.from("w1", proto::Hello{proto::protocol_version + 1, "w1", {{"chat", proto::AppMode::shared, 0}}});
+  CHECK(f.core.live_workers() == 0);
+  CHECK(f.core.counters().pool_unexpected == 1);
+  CHECK(f.take("w1").empty());
+}
+
+TEST_CASE("app state: unknown until declared, unavailable when its workers are gone") {
+  Fixture f;
+  CHECK(f.core.app_state("chat") == GatewayCore::AppState::unknown);
+  CHECK(f.open() == nullptr);
+  CHECK(f.core.counters().refused_no_worker == 1);
+  f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
+  CHECK(f.core.app_state("chat") == GatewayCore::AppState::available);
+  CHECK(f.core.app_state("echo") == GatewayCore::AppState::unknown);
+  f.core.tick(10'000);  // silent for longer than worker_dead_ms
+  CHECK(f.core.live_workers() == 0);
+  CHECK(f.core.app_state("chat") == GatewayCore::AppState::unavailable);
+}
+
+TEST_CASE("OPEN goes to the least-loaded worker; WSIDs are unique and name this gateway") {
+  Fixture f;
+  f.hello("w1");
+  f.hello("w2");
+  f.take("w1");
+  f.take("w2");
+  Session* a = f.open();
+  Session* b = f.open();
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->wsid != b->wsid);
+  CHECK(a->worker != b->worker);  // spread over both
+  auto parts = parse_wsid(a->wsid);
+  REQUIRE(parts);
+  CHECK(parts->gateway_id == "gwt");
+  CHECK(parts->epoch == 42);
+  auto sent = f.take(a->worker);
+  REQUIRE(sent.size() == 1);
+  auto* open = std::get_if<proto::Open>(&sent[0]);
+  REQUIRE(open);
+  CHECK(open->wsid == a->wsid);
+  CHECK(open->app == "chat");
+  CHECK(open->query == "room=a");
+}
+
+TEST_CASE("client messages go to the socket's worker with increasing seq") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  f.take("w1");
+  f.core.client_message(*s, false, "one", 0);
+  f.core.client_message(*s, true, std::string("t\0o", 3), 0);
+  auto sent = f.take("w1");
+  REQUIRE(sent.size() == 2);
+  auto& m1 = std::get<proto::Message>(sent[0]);
+  auto& m2 = std::get<proto::Message>(sent[1]);
+  CHECK(m1.seq == 1);
+  CHECK(m1.payload == "one");
+  CHECK_FALSE(m1.binary);
+  CHECK(m2.seq == 2);
+  CHECK(m2.binary);
+  CHECK(m2.payload == std::string("t\0o", 3));
+}
+
+TEST_CASE("WRITE from any worker reaches the socket; unknown targets get GONE") {
+  Fixture f;
+  f.hello("w1");
+  f.hello("w2");
+  Session* s = f.open();
+  f.take("w1");
+  f.take("w2");
+  std::string other = s->worker == "w1" ? "w2" : "w1";
+  f.from(other, proto::Write{{s->wsid, "gwt.1.1"}, false, "hello"});
+  CHECK(f.drain(*s) == make_frame("hello", false));
+  auto back = f.take(other);
+  REQUIRE(back.size() == 1);
+  CHECK(std::get<proto::Gone>(back[0]).wsid == "gwt.1.1");
+  CHECK(f.core.counters().gone_sent == 1);
+}
+
+TEST_CASE("frames are coalesced up to the batch size but a large frame still goes out alone") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  for (int i = 0; i < 5; ++i) f.from("w1", proto::Write{{s->wsid}, false, "0123456789"});  // 12-byte frames
+  std::string first;
+  REQUIRE(f.core.next_output(*s, first) == GatewayCore::Output::data);
+  CHECK(first.size() == 60);  // 5 x 12 <= 64
+  f.from("w1", proto::Write{{s->wsid}, true, std::string(200, 'x')});
+  std::string big;
+  REQUIRE(f.core.next_output(*s, big) == GatewayCore::Output::data);
+  CHECK(big.size() == 204);
+  std::string none;
+  CHECK(f.core.next_output(*s, none) == GatewayCore::Output::none);
+}
+
+TEST_CASE("PUBLISH frames once for every subscriber but the excepted one; closed sockets leave topics") {
+  Fixture f;
+  f.hello("w1");
+  Session* a = f.open();
+  Session* b = f.open();
+  Session* c = f.open();
+  for (Session* s : {a, b, c}) f.from("w1", proto::Subscribe{s->wsid, "room"});
+  f.from("w1", proto::Publish{"room", false, "hi", b->wsid});
+  CHECK(f.drain(*a) == make_frame("hi", false));
+  CHECK(f.drain(*b).empty());
+  CHECK(f.drain(*c) == make_frame("hi", false));
+  f.core.session_closed(*c, close_code::normal, "");
+  f.from("w1", proto::Publish{"room", false, "again", ""});
+  CHECK(f.drain(*a) == make_frame("again", false));
+  CHECK(f.drain(*b) == make_frame("again", false));
+  f.from("w1", proto::Unsubscribe{a->wsid, "room"});
+  f.from("w1", proto::Publish{"room", false, "third", ""});
+  CHECK(f.drain(*a).empty());
+  CHECK(f.drain(*b) == make_frame("third", false));
+}
+
+TEST_CASE("SUBSCRIBE or END of a socket that is not open is answered with GONE") {
+  Fixture f;
+  f.hello("w1");
+  f.take("w1");
+  f.from("w1", proto::Subscribe{"gwt.16.9", "room"});
+  f.from("w1", proto::End{"gwt.16.a", 1000, ""});
+  auto back = f.take("w1");
+  REQUIRE(back.size() == 2);
+  CHECK(std::get<proto::Gone>(back[0]).wsid == "gwt.16.9");
+  CHECK(std::get<proto::Gone>(back[1]).wsid == "gwt.16.a");
+}
+
+TEST_CASE("END flushes queued frames first, then closes with the code") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  f.from("w1", proto::Write{{s->wsid}, false, "last words"});
+  f.from("w1", proto::End{s->wsid, 4100, "bye"});
+  std::string out;
+  CHECK(f.core.next_output(*s, out) == GatewayCore::Output::data);
+  CHECK(out == make_frame("last words", false));
+  out.clear();
+  CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
+  CHECK(s->close_code == 4100);
+  CHECK(s->close_reason == "bye");
+}
+
+TEST_CASE("END with a code that may not be sent becomes 1000") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  f.from("w1", proto::End{s->wsid, 1006, "x"});
+  std::string out;
+  CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
+  CHECK(s->close_code == 1000);
+}
+
+TEST_CASE("a full send queue closes the socket with 4008 and counts it") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  std::string payload(400, 'x');
+  f.from("w1", proto::Write{{s->wsid}, false, payload});
+  f.from("w1", proto::Write{{s->wsid}, false, payload});
+  f.from("w1", proto::Write{{s->wsid}, false, payload});  // 3 x 404 > 1000
+  std::string out;
+  CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
+  CHECK(s->close_code == close_code::slow_consumer);
+  CHECK(f.core.counters().slow_consumer_closes == 1);
+}
+
+TEST_CASE("closing a socket sends CLOSE to its worker with the code") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  std::string wsid = s->wsid;
+  f.take("w1");
+  f.core.session_closed(*s, 1001, "tab closed");
+  auto sent = f.take("w1");
+  REQUIRE(sent.size() == 1);
+  auto& close = std::get<proto::Close>(sent[0]);
+  CHECK(close.wsid == wsid);
+  CHECK(close.code == 1001);
+  CHECK(close.reason == "tab closed");
+  CHECK(f.core.session_count() == 0);
+  CHECK(f.core.find(wsid) == nullptr);
+}
+
+TEST_CASE("a worker silent past the deadline is dropped and its sockets are closed with 1012") {
+  Fixture f;
+  f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
+  Session* s = f.open();
+  f.core.tick(2000);
+  CHECK(f.core.live_workers() == 1);
+  f.from("w1", proto::Heartbeat{}, 2500);  // any traffic counts
+  f.core.tick(5000);
+  CHECK(f.core.live_workers() == 1);
+  f.core.tick(9000);
+  CHECK(f.core.live_workers() == 0);
+  std::string out;
+  CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
+  CHECK(s->close_code == close_code::service_restart);
+  CHECK(f.core.counters().workers_lost == 1);
+}
+
+TEST_CASE("heartbeats go to every worker once per interval") {
+  Fixture f;
+  f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
+  f.take("w1");
+  f.core.tick(1000);
+  f.core.tick(1100);
+  auto sent = f.take("w1");
+  REQUIRE(sent.size() == 1);
+  CHECK(std::holds_alternative<proto::Heartbeat>(sent[0]));
+}
+
+TEST_CASE("idle events follow the app's idle timeout and repeat while the client is silent") {
+  Fixture f;
+  f.hello("w1", {{"chat", proto::AppMode::shared, 1500}}, 0);
+  Session* s = f.open("chat", 0);
+  f.take("w1");
+  f.from("w1", proto::Heartbeat{}, 1000);
+  f.core.tick(1000);
+  auto count_idle = [&] {
+    int n = 0;
+    for (auto& e : f.take("w1")) n += std::holds_alternative<proto::Idle>(e);
+    return n;
+  };
+  CHECK(count_idle() == 0);
+  f.from("w1", proto::Heartbeat{}, 1600);
+  f.core.tick(1600);
+  CHECK(count_idle() == 1);
+  f.core.client_message(*s, false, "x", 2000);
+  f.from("w1", proto::Heartbeat{}, 3000);
+  f.core.tick(3000);
+  CHECK(count_idle() == 0);
+  f.from("w1", proto::Heartbeat{}, 3600);
+  f.core.tick(3600);
+  CHECK(count_idle() == 1);
+}
+
+TEST_CASE("QUERY is answered with STATUS") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  f.take("w1");
+  f.from("w1", proto::Query{s->wsid});
+  f.from("w1", proto::Query{"gwt.1.zz"});
+  auto sent = f.take("w1");
+  REQUIRE(sent.size() == 2);
+  CHECK(std::get<proto::Status>(sent[0]).open);
+  CHECK_FALSE(std::get<proto::Status>(sent[1]).open);
+}
+
+TEST_CASE("malformed pool bodies and wrong-direction messages are counted, never fatal") {
+  Fixture f;
+  f.hello("w1");
+  f.core.pool_message("w1", "\xc1garbage", 0);
+  f.core.pool_message("w1", "", 0);
+  f.from("w1", proto::Open{});
+  CHECK(f.core.counters().pool_decode_errors == 2);
+  CHECK(f.core.counters().pool_unexpected == 1);
+  CHECK(f.core.live_workers() == 1);
+}
+
+TEST_CASE("BYE stops new sockets going to a draining worker") {
+  Fixture f;
+  f.hello("w1");
+  f.hello("w2");
+  f.from("w1", proto::Bye{});
+  for (int i = 0; i < 3; ++i) {
+    Session* s = f.open();
+    REQUIRE(s);
+    CHECK(s->worker == "w2");
+  }
+}
+
+TEST_CASE("close_all closes every socket after its queue") {
+  Fixture f;
+  f.hello("w1");
+  Session* a = f.open();
+  Session* b = f.open();
+  f.from("w1", proto::Write{{a->wsid}, false, "x"});
+  f.core.close_all(close_code::going_away, "bye");
+  std::string out;
+  CHECK(f.core.next_output(*a, out) == GatewayCore::Output::data);
+  CHECK(f.core.next_output(*a, out) == GatewayCore::Output::close);
+  CHECK(f.core.next_output(*b, out) == GatewayCore::Output::close);
+  CHECK(b->close_code == close_code::going_away);
+}

@@ -1,0 +1,109 @@
+// Gateway pure parts: frames, routes, send queue, option parsing.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "gateway/core/gateway_config.hpp"
+#include "gateway/core/routes.hpp"
+#include "gateway/core/send_queue.hpp"
+#include "gateway/core/ws_frame.hpp"
+
+using namespace sb;
+using namespace sb::gateway;
+
+TEST_CASE("frame headers use the shortest length encoding") {
+  auto f0 = make_frame("", false);
+  CHECK(f0 == std::string("\x81\x00", 2));
+  auto f125 = make_frame(std::string(125, 'a'), true);
+  CHECK(static_cast<unsigned char>(f125[0]) == 0x82);
+  CHECK(static_cast<unsigned char>(f125[1]) == 125);
+  CHECK(f125.size() == 127);
+  auto f126 = make_frame(std::string(126, 'a'), false);
+  CHECK(static_cast<unsigned char>(f126[1]) == 126);
+  CHECK(static_cast<unsigned char>(f126[2]) == 0);
+  CHECK(static_cast<unsigned char>(f126[3]) == 126);
+  CHECK(f126.size() == 130);
+  auto f65535 = make_frame(std::string(65535, 'a'), false);
+  CHECK(static_cast<unsigned char>(f65535[1]) == 126);
+  CHECK(f65535.size() == 65535 + 4);
+  auto f65536 = make_frame(std::string(65536, 'a'), false);
+  CHECK(static_cast<unsigned char>(f65536[1]) == 127);
+  CHECK(f65536.size() == 65536 + 10);
+  CHECK(static_cast<unsigned char>(f65536[7]) == 1);  // 0x00010000 big-endian
+  CHECK(static_cast<unsigned char>(f65536[8]) == 0);
+}
+
+TEST_CASE("paths name apps directly or IRIS-style") {
+  CHECK(app_for_path("/chat") == "chat");
+  CHECK(app_for_path("/chat/") == "chat");
+  CHECK(app_for_path("/echo") == "echo");
+  CHECK(app_for_path("/csp/user/Chat.Server.cls") == "chat");
+  CHECK(app_for_path("/csp/samples/Echo.Server.cls") == "echo");
+  CHECK_FALSE(app_for_path("/"));
+  CHECK_FALSE(app_for_path(""));
+  CHECK_FALSE(app_for_path("/a/b"));
+  CHECK_FALSE(app_for_path("/csp/user/Chat.cls"));
+  CHECK_FALSE(app_for_path("/csp//Chat.Server.cls"));
+  CHECK_FALSE(app_for_path("/Chat"));  // app names are lower case
+  CHECK_FALSE(app_for_path("/" + std::string(33, 'a')));
+}
+
+TEST_CASE("send queue is bounded in bytes and keeps order") {
+  SendQueue q;
+  auto frame = [](std::string s) { return std::make_shared<const std::string>(std::move(s)); };
+  CHECK(q.push(frame("aaa"), 10));
+  CHECK(q.push(frame("bbbb"), 10));
+  CHECK_FALSE(q.push(frame("cccc"), 10));  // 11 > 10: refused, nothing queued
+  CHECK(q.bytes() == 7);
+  std::string out;
+  CHECK(q.take(out, 5) == 1);
+  CHECK(out == "aaa");
+  CHECK(q.take(out, 100) == 1);
+  CHECK(out == "aaabbbb");
+  CHECK(q.empty());
+  CHECK(q.bytes() == 0);
+}
+
+TEST_CASE("gateway options: defaults, CLI over environment over file, validation") {
+  auto defaults = parse_gateway_options({}, {});
+  REQUIRE(defaults.config);
+  CHECK(defaults.config->listen == "127.0.0.1:8080");
+  CHECK(defaults.config->pool == "tcp://127.0.0.1:5555");
+  CHECK(defaults.config->gateway_id == "gw-8080");
+  CHECK(defaults.config->max_message_bytes == 65536);
+
+  auto help = parse_gateway_options({"--help"}, {});
+  CHECK_FALSE(help.config);
+  CHECK(help.exit_code == 0);
+  CHECK(help.message.find("--max-message-bytes") != std::string::npos);
+
+  std::string path = "gateway_options_test.ini";
+  {
+    std::ofstream file(path);
+    file << "max-message-bytes = 2048\nlisten = 127.0.0.1:9000\ngateway-id = fromfile\n";
+  }
+  auto layered = parse_gateway_options({"--config", path, "--gateway-id", "cli"},
+                                       {{"SWITCHBOARD_LISTEN", "127.0.0.1:9001"}, {"SWITCHBOARD_GATEWAY_ID", "env"}});
+  std::remove(path.c_str());
+  REQUIRE(layered.config);
+  CHECK(layered.config->gateway_id == "cli");            // CLI wins
+  CHECK(layered.config->listen == "127.0.0.1:9001");     // environment over file
+  CHECK(layered.config->max_message_bytes == 2048);      // file over default
+
+  for (auto bad : std::vector<std::vector<std::string>>{{"--listen", "nope"},
+                                                        {"--gateway-id", "has.dot"},
+                                                        {"--max-message-bytes", "10"},
+                                                        {"--log-level", "loud"},
+                                                        {"--heartbeat-ms", "1000", "--worker-dead-ms", "1500"},
+                                                        {"--no-such-option"},
+                                                        {"--config", "/nonexistent/file.ini"}}) {
+    auto r = parse_gateway_options(bad, {});
+    CHECK_FALSE(r.config);
+    CHECK(r.exit_code == 2);
+    CHECK_FALSE(r.message.empty());
+  }
+  auto typo = parse_gateway_options({}, {{"SWITCHBOARD_LISTN", "x"}});
+  CHECK_FALSE(typo.config);
+  CHECK(typo.message.find("SWITCHBOARD_LISTN") != std::string::npos);
+}
