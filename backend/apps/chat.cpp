@@ -1,0 +1,146 @@
+#include "backend/apps/chat.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+#include <variant>
+
+#include "backend/apps/chat_protocol.hpp"
+#include "common/close_codes.hpp"
+#include "common/log.hpp"
+
+namespace sb::backend {
+namespace {
+
+// Runs one callback body; nothing may escape into the worker loop.
+template <typename Body>
+bool guarded(const char* what, const Wsid& wsid, Body&& body) {
+  try {
+    body();
+    return true;
+  } catch (const std::exception& e) {
+    log::error("chat ", what, " ", wsid, ": ", e.what());
+  } catch (...) {
+    log::error("chat ", what, " ", wsid, ": unknown exception");
+  }
+  return false;
+}
+
+}  // namespace
+
+ChatApp::ChatApp(ChatStore& store, std::string worker_id, Clock now)
+    : store_(store), worker_id_(std::move(worker_id)), now_(std::move(now)) {}
+
+proto::AppInfo ChatApp::info() const {
+  // Shared: state is in the store, so any worker may take a socket over. No idle timeout:
+  // a quiet chat tab is normal.
+  return {"chat", proto::AppMode::shared, 0};
+}
+
+OpenDecision ChatApp::on_open(Pool& pool, const OpenRequest& request) {
+  OpenDecision decision = OpenDecision::refused(close_code::internal_error, "internal error");
+  guarded("open", request.wsid, [&] { decision = open(pool, request); });
+  return decision;
+}
+
+void ChatApp::on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary) {
+  guarded("message", wsid, [&] { message(pool, wsid, data, binary); });
+}
+
+void ChatApp::on_close(Pool& pool, const Wsid& wsid, std::uint16_t code, std::string_view reason) {
+  guarded("close", wsid, [&] { leave(pool, wsid, "closed"); });
+}
+
+void ChatApp::on_gone(Pool& pool, const Wsid& wsid) {
+  guarded("gone", wsid, [&] { leave(pool, wsid, "gone"); });
+}
+
+void ChatApp::purge_stale_epochs(Pool& pool, const std::string& gateway_id, std::uint64_t live_epoch) {
+  guarded("purge", gateway_id, [&] {
+    for (const auto& room : store_.remove_stale_epochs(gateway_id, live_epoch)) publish_userlist(pool, room);
+  });
+}
+
+OpenDecision ChatApp::open(Pool& pool, const OpenRequest& request) {
+  const Wsid& wsid = request.wsid;
+  auto room = chat::check_room(request.param("room"));
+  if (!room.error.empty()) {
+    log::warn("chat ", wsid, ": refused: ", room.error);
+    return OpenDecision::refused(close_code::policy_violation, room.error);
+  }
+
+  // Order matters: Status first (the page shows the WSID), subscribe before anything is
+  // published to the room so this socket sees its own join, history before live traffic.
+  pool.write(wsid, chat::status_json(wsid, worker_id_));
+  const auto topic = chat::room_topic(room.room);
+  pool.subscribe(wsid, topic);
+  store_.add_member({wsid, room.room, chat::default_alias(wsid)});
+
+  for (const auto& past : store_.recent_messages(room.room, chat::history_limit)) pool.write(wsid, chat::chat_json(past));
+
+  auto members = store_.members(room.room);
+  bool joined = std::any_of(members.begin(), members.end(), [&](const ChatMember& m) { return m.wsid == wsid; });
+  if (!joined) {
+    // The store already logged why; without a membership row the socket would be invisible.
+    log::error("chat ", wsid, ": could not join room '", room.room, "' (store failure)");
+    return OpenDecision::refused(close_code::internal_error, "chat store unavailable");
+  }
+  pool.publish(topic, chat::userlist_json(members));
+  log::debug("chat ", wsid, ": joined room '", room.room, "'");
+  return OpenDecision::accepted();
+}
+
+void ChatApp::message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary) {
+  auto request = chat::parse_client(data, binary);
+  if (auto* alias = std::get_if<chat::SetAlias>(&request)) {
+    set_alias(pool, wsid, alias->alias);
+  } else if (auto* text = std::get_if<chat::SendMessage>(&request)) {
+    send_message(pool, wsid, text->base64);
+  } else {
+    reject(pool, wsid, std::get<chat::Invalid>(request).reason);
+  }
+}
+
+void ChatApp::set_alias(Pool& pool, const Wsid& wsid, const std::string& alias) {
+  auto changed = store_.set_alias(wsid, alias);
+  // nullopt: not a member (never joined, or purged), or the store failed and logged it.
+  if (!changed) return reject(pool, wsid, "unknown member: alias not changed");
+  publish_userlist(pool, changed->room);
+}
+
+void ChatApp::send_message(Pool& pool, const Wsid& wsid, const std::string& base64) {
+  auto sender = store_.member(wsid);
+  if (!sender) return reject(pool, wsid, "unknown member: message not sent");
+
+  ChatMessage message;
+  message.room = sender->room;
+  // The client's "Author" field is ignored on purpose: the shown author is the alias the
+  // server holds for this WSID, so nobody can post under another name.
+  message.author = sender->alias;
+  message.message = base64;
+  message.sent = chat::format_sent(now_());
+  message.wsid = wsid;
+  if (store_.append_message(message) <= 0) return reject(pool, wsid, "message could not be stored, try again");
+
+  // Every member on every gateway gets it, the sender included (that is its echo).
+  pool.publish(chat::room_topic(message.room), chat::chat_json(message));
+}
+
+void ChatApp::leave(Pool& pool, const Wsid& wsid, const char* why) {
+  // The gateway already dropped the socket from its topics; only the store needs cleaning.
+  auto removed = store_.remove_member(wsid);
+  if (!removed) return;  // never joined, or already removed (e.g. close after gone)
+  log::debug("chat ", wsid, ": left room '", removed->room, "' (", why, ")");
+  publish_userlist(pool, removed->room);
+}
+
+void ChatApp::reject(Pool& pool, const Wsid& wsid, std::string_view reason) {
+  log::warn("chat ", wsid, ": ", reason);
+  pool.write(wsid, chat::error_json(reason));
+}
+
+void ChatApp::publish_userlist(Pool& pool, const std::string& room) {
+  pool.publish(chat::room_topic(room), chat::userlist_json(store_.members(room)));
+}
+
+}  // namespace sb::backend

@@ -1,0 +1,359 @@
+#include "backend/store/sqlite_chat_store.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+
+#include "common/log.hpp"
+#include "common/wsid.hpp"
+
+namespace sb::backend {
+namespace {
+
+constexpr int busy_timeout_ms = 5000;  // workers queue this long for the write lock
+
+// Idempotent: every worker runs it at start, possibly at the same moment.
+constexpr const char* schema_sql = R"sql(
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS members (
+  wsid   TEXT PRIMARY KEY NOT NULL,
+  room   TEXT NOT NULL,
+  alias  TEXT NOT NULL,
+  joined INTEGER NOT NULL  -- join order within the room
+);
+CREATE INDEX IF NOT EXISTS members_room_joined ON members (room, joined);
+CREATE TABLE IF NOT EXISTS messages (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, increasing across workers
+  room    TEXT NOT NULL,
+  author  TEXT NOT NULL,
+  message TEXT NOT NULL,  -- base64 as the client sent it
+  sent    TEXT NOT NULL,  -- 'YYYY-MM-DD HH:MM:SS' UTC
+  wsid    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
+COMMIT;
+)sql";
+
+// Indexed by SqliteChatStore::Stmt.
+constexpr const char* statement_sql[] = {
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+    // A re-delivered OPEN (worker takeover) keeps the member's place in the list.
+    "INSERT INTO members (wsid, room, alias, joined) VALUES (?1, ?2, ?3,"
+    " (SELECT COALESCE(MAX(joined), 0) + 1 FROM members WHERE room = ?2))"
+    " ON CONFLICT (wsid) DO UPDATE SET room = excluded.room, alias = excluded.alias",
+    "UPDATE members SET alias = ?2 WHERE wsid = ?1 RETURNING wsid, room, alias",
+    "DELETE FROM members WHERE wsid = ?1 RETURNING wsid, room, alias",
+    "SELECT wsid, room, alias FROM members WHERE wsid = ?1",
+    "SELECT wsid, room, alias FROM members WHERE room = ?1 ORDER BY joined",
+    "INSERT INTO messages (room, author, message, sent, wsid) VALUES (?1, ?2, ?3, ?4, ?5)",
+    "SELECT id, room, author, message, sent, wsid FROM"
+    " (SELECT * FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+    // A key range instead of LIKE: gateway ids may contain '_', a LIKE wildcard.
+    "SELECT wsid, room FROM members WHERE wsid >= ?1 AND wsid < ?2",
+};
+
+void bind(sqlite3_stmt* st, int index, const std::string& text) {
+  // STATIC is safe: Use clears the bindings before the string can go away.
+  sqlite3_bind_text(st, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+}
+
+std::string column(sqlite3_stmt* st, int index) {
+  auto* text = reinterpret_cast<const char*>(sqlite3_column_text(st, index));
+  return text ? std::string(text, static_cast<std::size_t>(sqlite3_column_bytes(st, index))) : std::string();
+}
+
+ChatMember member_row(sqlite3_stmt* st) { return {column(st, 0), column(st, 1), column(st, 2)}; }
+
+}  // namespace
+
+// Borrows a cached statement; resets it and clears its bindings when done, so no read
+// snapshot stays open and no bound pointer outlives its string.
+class SqliteChatStore::Use {
+ public:
+  Use(SqliteChatStore& store, Stmt which) : st_(store.stmts_[which]) {}
+  ~Use() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
+  Use(const Use&) = delete;
+  Use& operator=(const Use&) = delete;
+  sqlite3_stmt* get() const { return st_; }
+
+ private:
+  sqlite3_stmt* st_;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back on any early return.
+class SqliteChatStore::Tx {
+ public:
+  explicit Tx(SqliteChatStore& store) : store_(store) {}
+  ~Tx() {
+    // A failed statement may already have ended the transaction (autocommit is back on).
+    if (active_ && !sqlite3_get_autocommit(store_.db_)) {
+      Use use(store_, rollback);
+      sqlite3_step(use.get());
+    }
+  }
+  Tx(const Tx&) = delete;
+  Tx& operator=(const Tx&) = delete;
+  bool begin(const char* op) { return active_ = store_.exec(begin_immediate, op); }
+  bool commit(const char* op) {
+    if (!store_.exec(SqliteChatStore::commit, op)) return false;
+    active_ = false;
+    return true;
+  }
+
+ private:
+  SqliteChatStore& store_;
+  bool active_ = false;
+};
+
+std::unique_ptr<SqliteChatStore> SqliteChatStore::open(const std::string& path, std::string& error) {
+  sqlite3* db = nullptr;
+  // NOMUTEX: the connection belongs to one loop thread.
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    error = "sqlite: cannot open " + path + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close_v2(db);
+    return nullptr;
+  }
+  std::unique_ptr<SqliteChatStore> store(new SqliteChatStore(db));
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, busy_timeout_ms);
+
+  auto run = [&](const char* sql, const char* what) {
+    char* message = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &message) == SQLITE_OK) return true;
+    error = std::string("sqlite: ") + what + " on " + path + ": " + (message ? message : sqlite3_errmsg(db));
+    sqlite3_free(message);
+    return false;
+  };
+
+  // journal_mode answers with the mode in effect: "wal" on a file, "memory" for :memory:.
+  std::string mode;
+  auto on_row = [](void* out, int n, char** values, char**) {
+    if (n > 0 && values[0]) *static_cast<std::string*>(out) = values[0];
+    return 0;
+  };
+  char* message = nullptr;
+  if (sqlite3_exec(db, "PRAGMA journal_mode=WAL", on_row, &mode, &message) != SQLITE_OK) {
+    error = "sqlite: cannot enable WAL on " + path + ": " + (message ? message : sqlite3_errmsg(db));
+    sqlite3_free(message);
+    return nullptr;
+  }
+  if (mode != "wal" && mode != "memory") {
+    error = "sqlite: " + path + " stays in journal mode '" + mode + "', WAL is required for shared use";
+    return nullptr;
+  }
+  if (!run("PRAGMA synchronous=NORMAL", "cannot set synchronous")) return nullptr;
+  if (!run(schema_sql, "cannot create schema")) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return nullptr;
+  }
+  if (!store->prepare_all(error)) return nullptr;
+  return store;
+}
+
+SqliteChatStore::~SqliteChatStore() {
+  for (auto* st : stmts_) sqlite3_finalize(st);
+  sqlite3_close_v2(db_);
+}
+
+bool SqliteChatStore::prepare_all(std::string& error) {
+  static_assert(std::size(statement_sql) == stmt_count);
+  for (int i = 0; i < stmt_count; ++i) {
+    if (sqlite3_prepare_v3(db_, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &stmts_[i], nullptr) != SQLITE_OK) {
+      error = std::string("sqlite: cannot prepare \"") + statement_sql[i] + "\": " + sqlite3_errmsg(db_);
+      return false;
+    }
+  }
+  return true;
+}
+
+void SqliteChatStore::fail(const char* op) {
+  ++error_count_;
+  log::error("sqlite ", op, ": ", sqlite3_errmsg(db_), " (code ", sqlite3_extended_errcode(db_), ")");
+}
+
+bool SqliteChatStore::exec(Stmt which, const char* op) {
+  Use use(*this, which);
+  int rc;
+  while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) {
+  }
+  if (rc == SQLITE_DONE) return true;
+  fail(op);
+  return false;
+}
+
+void SqliteChatStore::add_member(const ChatMember& member) {
+  Tx tx(*this);
+  if (!tx.begin("add_member")) return;
+  {
+    Use use(*this, insert_member);
+    bind(use.get(), 1, member.wsid);
+    bind(use.get(), 2, member.room);
+    bind(use.get(), 3, member.alias);
+    if (sqlite3_step(use.get()) != SQLITE_DONE) return fail("add_member");
+  }
+  tx.commit("add_member");
+}
+
+std::optional<ChatMember> SqliteChatStore::set_alias(const std::string& wsid, const std::string& alias) {
+  Tx tx(*this);
+  if (!tx.begin("set_alias")) return std::nullopt;
+  std::optional<ChatMember> changed;
+  {
+    Use use(*this, update_alias);
+    bind(use.get(), 1, wsid);
+    bind(use.get(), 2, alias);
+    int rc = sqlite3_step(use.get());
+    if (rc == SQLITE_ROW) {
+      changed = member_row(use.get());
+      rc = sqlite3_step(use.get());  // RETURNING: the statement finishes on the next step
+    }
+    if (rc != SQLITE_DONE) {
+      fail("set_alias");
+      return std::nullopt;
+    }
+  }
+  if (!tx.commit("set_alias")) return std::nullopt;
+  return changed;
+}
+
+std::optional<ChatMember> SqliteChatStore::remove_member(const std::string& wsid) {
+  Tx tx(*this);
+  if (!tx.begin("remove_member")) return std::nullopt;
+  std::optional<ChatMember> removed;
+  {
+    Use use(*this, delete_member);
+    bind(use.get(), 1, wsid);
+    int rc = sqlite3_step(use.get());
+    if (rc == SQLITE_ROW) {
+      removed = member_row(use.get());
+      rc = sqlite3_step(use.get());
+    }
+    if (rc != SQLITE_DONE) {
+      fail("remove_member");
+      return std::nullopt;
+    }
+  }
+  if (!tx.commit("remove_member")) return std::nullopt;
+  return removed;
+}
+
+std::optional<ChatMember> SqliteChatStore::member(const std::string& wsid) {
+  Use use(*this, select_member);
+  bind(use.get(), 1, wsid);
+  int rc = sqlite3_step(use.get());
+  if (rc == SQLITE_ROW) return member_row(use.get());
+  if (rc != SQLITE_DONE) fail("member");
+  return std::nullopt;
+}
+
+std::vector<ChatMember> SqliteChatStore::members(const std::string& room) {
+  std::vector<ChatMember> out;
+  Use use(*this, select_members);
+  bind(use.get(), 1, room);
+  int rc;
+  while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) out.push_back(member_row(use.get()));
+  if (rc != SQLITE_DONE) {
+    fail("members");
+    out.clear();
+  }
+  return out;
+}
+
+std::int64_t SqliteChatStore::append_message(ChatMessage& message) {
+  Tx tx(*this);
+  if (!tx.begin("append_message")) return 0;
+  std::int64_t id = 0;
+  {
+    Use use(*this, insert_message);
+    bind(use.get(), 1, message.room);
+    bind(use.get(), 2, message.author);
+    bind(use.get(), 3, message.message);
+    bind(use.get(), 4, message.sent);
+    bind(use.get(), 5, message.wsid);
+    if (sqlite3_step(use.get()) != SQLITE_DONE) {
+      fail("append_message");
+      return 0;
+    }
+    id = sqlite3_last_insert_rowid(db_);
+  }
+  if (!tx.commit("append_message")) return 0;
+  message.id = id;
+  return id;
+}
+
+std::vector<ChatMessage> SqliteChatStore::recent_messages(const std::string& room, int limit) {
+  std::vector<ChatMessage> out;
+  if (limit <= 0) return out;
+  Use use(*this, select_recent);
+  bind(use.get(), 1, room);
+  sqlite3_bind_int(use.get(), 2, limit);
+  int rc;
+  while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) {
+    ChatMessage m;
+    m.id = sqlite3_column_int64(use.get(), 0);
+    m.room = column(use.get(), 1);
+    m.author = column(use.get(), 2);
+    m.message = column(use.get(), 3);
+    m.sent = column(use.get(), 4);
+    m.wsid = column(use.get(), 5);
+    out.push_back(std::move(m));
+  }
+  if (rc != SQLITE_DONE) {
+    fail("recent_messages");
+    out.clear();
+  }
+  return out;
+}
+
+std::vector<std::string> SqliteChatStore::remove_stale_epochs(const std::string& gateway_id, std::uint64_t live_epoch) {
+  std::vector<std::string> rooms;
+  Tx tx(*this);
+  if (!tx.begin("remove_stale_epochs")) return rooms;
+
+  // Every WSID "<gateway_id>.<...>" sorts in ["<gateway_id>.", "<gateway_id>/") ('/' follows '.').
+  std::vector<std::pair<std::string, std::string>> stale;  // wsid, room
+  {
+    std::string low = gateway_id + ".";
+    std::string high = gateway_id + "/";
+    Use use(*this, select_gateway_members);
+    bind(use.get(), 1, low);
+    bind(use.get(), 2, high);
+    int rc;
+    while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) {
+      std::string wsid = column(use.get(), 0);
+      auto parts = parse_wsid(wsid);
+      // Unparseable ids under this prefix cannot belong to a live socket either.
+      if (parts && parts->gateway_id == gateway_id && parts->epoch == live_epoch) continue;
+      stale.emplace_back(std::move(wsid), column(use.get(), 1));
+    }
+    if (rc != SQLITE_DONE) {
+      fail("remove_stale_epochs");
+      return {};
+    }
+  }
+  for (const auto& [wsid, room] : stale) {
+    Use use(*this, delete_member);
+    bind(use.get(), 1, wsid);
+    int rc;
+    while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) {
+    }
+    if (rc != SQLITE_DONE) {
+      fail("remove_stale_epochs");
+      return {};
+    }
+    rooms.push_back(room);
+  }
+  if (!tx.commit("remove_stale_epochs")) return {};
+  std::sort(rooms.begin(), rooms.end());
+  rooms.erase(std::unique(rooms.begin(), rooms.end()), rooms.end());
+  if (!stale.empty()) log::info("chat store: removed ", stale.size(), " members of stale epochs of gateway ", gateway_id);
+  return rooms;
+}
+
+}  // namespace sb::backend

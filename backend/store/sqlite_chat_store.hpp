@@ -1,0 +1,77 @@
+// ChatStore on one SQLite file shared by every worker process of a host.
+//
+// One connection per worker (the worker's loop thread is its only user). WAL so readers
+// never block the writer; busy_timeout 5 s so workers queue for the write lock instead of
+// failing; synchronous=NORMAL (durable across process crashes, may lose the last commits on
+// power loss: fine for chat). Every write runs in BEGIN IMMEDIATE so it takes the write lock
+// up front and cannot hit a read->write upgrade deadlock. The schema is created with
+// IF NOT EXISTS, so workers starting together on a fresh file are safe.
+//
+// Errors: methods never throw. A failed SQLite call is logged (level error, with the
+// operation and SQLite's message), counted in error_count(), and the method returns its
+// "nothing" value: add_member does nothing, set_alias/remove_member/member return nullopt,
+// members/recent_messages/remove_stale_epochs return empty lists, append_message returns 0
+// (a real id is never 0). ChatApp turns those into an Error reply to the client, or a
+// refusal (1011) on join; see chat.hpp.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backend/store/chat_store.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace sb::backend {
+
+class SqliteChatStore : public ChatStore {
+ public:
+  // Opens (creating if needed) the database at `path` (":memory:" for a private one).
+  // On failure returns nullptr and sets `error`.
+  static std::unique_ptr<SqliteChatStore> open(const std::string& path, std::string& error);
+  ~SqliteChatStore() override;
+  SqliteChatStore(const SqliteChatStore&) = delete;
+  SqliteChatStore& operator=(const SqliteChatStore&) = delete;
+
+  void add_member(const ChatMember& member) override;
+  std::optional<ChatMember> set_alias(const std::string& wsid, const std::string& alias) override;
+  std::optional<ChatMember> remove_member(const std::string& wsid) override;
+  std::optional<ChatMember> member(const std::string& wsid) override;
+  std::vector<ChatMember> members(const std::string& room) override;
+  std::int64_t append_message(ChatMessage& message) override;
+  std::vector<ChatMessage> recent_messages(const std::string& room, int limit) override;
+  std::vector<std::string> remove_stale_epochs(const std::string& gateway_id, std::uint64_t live_epoch) override;
+
+  // SQLite failures since open (each one also logged).
+  std::uint64_t error_count() const { return error_count_; }
+
+ private:
+  enum Stmt : int {
+    begin_immediate,
+    commit,
+    rollback,
+    insert_member,
+    update_alias,
+    delete_member,
+    select_member,
+    select_members,
+    insert_message,
+    select_recent,
+    select_gateway_members,
+    stmt_count
+  };
+  class Tx;
+  class Use;
+
+  explicit SqliteChatStore(sqlite3* db) : db_(db) {}
+  bool prepare_all(std::string& error);
+  bool exec(Stmt which, const char* op);  // step a statement without rows to completion
+  void fail(const char* op);              // log + count the connection's last error
+
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmts_[stmt_count] = {};
+  std::uint64_t error_count_ = 0;
+};
+
+}  // namespace sb::backend

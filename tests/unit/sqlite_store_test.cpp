@@ -1,0 +1,291 @@
+// SqliteChatStore: membership, message log, stale-epoch purge, and two "workers" (two
+// connections) sharing one file.
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "backend/store/sqlite_chat_store.hpp"
+#include "common/wsid.hpp"
+
+using sb::backend::ChatMember;
+using sb::backend::ChatMessage;
+using sb::backend::SqliteChatStore;
+
+namespace {
+
+// A fresh database path in the temp dir, removed (with its WAL files) afterwards.
+struct TempDb {
+  std::filesystem::path path;
+  TempDb() {
+    std::random_device rd;
+    path = std::filesystem::temp_directory_path() /
+           ("sb-store-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()) + ".db");
+  }
+  ~TempDb() {
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+      std::filesystem::remove(path.string() + suffix, ec);
+  }
+};
+
+std::unique_ptr<SqliteChatStore> open_store(const std::string& path) {
+  std::string error;
+  auto store = SqliteChatStore::open(path, error);
+  REQUIRE_MESSAGE(store, error);
+  CHECK(error.empty());
+  return store;
+}
+
+ChatMessage make_message(const std::string& room, const std::string& text) {
+  ChatMessage m;
+  m.room = room;
+  m.author = "alice";
+  m.message = text;
+  m.sent = "2024-01-02 03:04:05";
+  m.wsid = "gw.1.1";
+  return m;
+}
+
+std::vector<std::string> aliases(const std::vector<ChatMember>& members) {
+  std::vector<std::string> out;
+  for (const auto& m : members) out.push_back(m.alias);
+  return out;
+}
+
+// Runs one SQL statement on a separate raw connection; returns the first column of the first row.
+std::string raw_query(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  std::string result;
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW && sqlite3_column_text(st, 0)) result = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  CHECK((rc == SQLITE_ROW || rc == SQLITE_DONE));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("sqlite store: members keep join order and aliases") {
+  auto store = open_store(":memory:");
+  store->add_member({"gw.1.a", "lobby", "guest-1.a"});
+  store->add_member({"gw.1.b", "lobby", "guest-1.b"});
+  store->add_member({"gw.1.c", "other", "guest-1.c"});
+  store->add_member({"gw.1.d", "lobby", "guest-1.d"});
+
+  CHECK(aliases(store->members("lobby")) == std::vector<std::string>{"guest-1.a", "guest-1.b", "guest-1.d"});
+  CHECK(aliases(store->members("other")) == std::vector<std::string>{"guest-1.c"});
+  CHECK(store->members("nobody").empty());
+
+  auto changed = store->set_alias("gw.1.b", "Bob");
+  REQUIRE(changed);
+  CHECK(changed->wsid == "gw.1.b");
+  CHECK(changed->room == "lobby");
+  CHECK(changed->alias == "Bob");
+  CHECK(aliases(store->members("lobby")) == std::vector<std::string>{"guest-1.a", "Bob", "guest-1.d"});
+  CHECK_FALSE(store->set_alias("gw.1.zz", "x"));
+
+  auto one = store->member("gw.1.c");
+  REQUIRE(one);
+  CHECK(one->room == "other");
+  CHECK_FALSE(store->member("gw.1.zz"));
+
+  // Removing returns the member once; a second remove finds nothing.
+  auto removed = store->remove_member("gw.1.a");
+  REQUIRE(removed);
+  CHECK(removed->room == "lobby");
+  CHECK(removed->alias == "guest-1.a");
+  CHECK_FALSE(store->remove_member("gw.1.a"));
+  CHECK(aliases(store->members("lobby")) == std::vector<std::string>{"Bob", "guest-1.d"});
+
+  // A newcomer goes last even after the previous last one left.
+  store->remove_member("gw.1.d");
+  store->add_member({"gw.1.e", "lobby", "Eve"});
+  CHECK(aliases(store->members("lobby")) == std::vector<std::string>{"Bob", "Eve"});
+
+  // A re-delivered join of the same WSID keeps its place and takes the new values.
+  store->add_member({"gw.1.b", "lobby", "guest-1.b"});
+  CHECK(aliases(store->members("lobby")) == std::vector<std::string>{"guest-1.b", "Eve"});
+  CHECK(store->error_count() == 0);
+}
+
+TEST_CASE("sqlite store: messages get increasing ids; history is the last N, oldest first") {
+  auto store = open_store(":memory:");
+  std::int64_t last = 0;
+  for (int i = 0; i < 60; ++i) {
+    auto m = make_message(i % 2 ? "odd" : "even", "m" + std::to_string(i));
+    auto id = store->append_message(m);
+    CHECK(id > last);
+    CHECK(m.id == id);
+    last = id;
+  }
+  auto even = store->recent_messages("even", 5);
+  REQUIRE(even.size() == 5);
+  CHECK(even.front().message == "m50");
+  CHECK(even.back().message == "m58");
+  for (std::size_t i = 1; i < even.size(); ++i) CHECK(even[i - 1].id < even[i].id);
+  for (const auto& m : even) {
+    CHECK(m.room == "even");
+    CHECK(m.author == "alice");
+    CHECK(m.sent == "2024-01-02 03:04:05");
+    CHECK(m.wsid == "gw.1.1");
+  }
+  CHECK(store->recent_messages("odd", 100).size() == 30);
+  CHECK(store->recent_messages("odd", 0).empty());
+  CHECK(store->recent_messages("none", 10).empty());
+}
+
+TEST_CASE("sqlite store: non-ASCII text is stored byte for byte") {
+  auto store = open_store(":memory:");
+  std::string alias = "Zoë 日本 🙂";
+  store->add_member({"gw.1.a", "salle à manger", alias});
+  auto members = store->members("salle à manger");
+  REQUIRE(members.size() == 1);
+  CHECK(members[0].alias == alias);
+  auto m = make_message("salle à manger", "w6npw6k=");
+  m.author = alias;
+  store->append_message(m);
+  auto history = store->recent_messages("salle à manger", 1);
+  REQUIRE(history.size() == 1);
+  CHECK(history[0].author == alias);
+}
+
+TEST_CASE("sqlite store: remove_stale_epochs removes only older epochs of that gateway") {
+  auto store = open_store(":memory:");
+  const std::uint64_t old_epoch = 1000, live = 2000;
+  store->add_member({sb::make_wsid("gw", old_epoch, 1), "a", "x1"});
+  store->add_member({sb::make_wsid("gw", old_epoch, 2), "b", "x2"});
+  store->add_member({sb::make_wsid("gw", old_epoch, 3), "a", "x3"});
+  store->add_member({sb::make_wsid("gw", live, 1), "a", "live"});
+  // Other gateways whose ids share a prefix, or contain LIKE wildcards, are untouched.
+  store->add_member({sb::make_wsid("gw2", old_epoch, 1), "a", "other-gateway"});
+  store->add_member({sb::make_wsid("g_", old_epoch, 1), "c", "wildcard-gateway"});
+  store->add_member({sb::make_wsid("gwx", old_epoch, 1), "c", "gwx"});
+
+  auto rooms = store->remove_stale_epochs("gw", live);
+  CHECK(rooms == std::vector<std::string>{"a", "b"});
+  CHECK(aliases(store->members("a")) == std::vector<std::string>{"live", "other-gateway"});
+  CHECK(store->members("b").empty());
+  CHECK(store->members("c").size() == 2);
+
+  // Idempotent.
+  CHECK(store->remove_stale_epochs("gw", live).empty());
+  CHECK(store->remove_stale_epochs("nope", live).empty());
+  // "g_" must not match "gw" as LIKE would.
+  CHECK(store->remove_stale_epochs("g_", live) == std::vector<std::string>{"c"});
+  CHECK(aliases(store->members("c")) == std::vector<std::string>{"gwx"});
+}
+
+TEST_CASE("sqlite store: two workers on one file share members and ids") {
+  TempDb tmp;
+  auto first = open_store(tmp.path.string());
+  auto second = open_store(tmp.path.string());
+  CHECK(raw_query(tmp.path.string(), "PRAGMA journal_mode") == "wal");
+
+  first->add_member({"gw.1.a", "lobby", "Ann"});
+  second->add_member({"gw.1.b", "lobby", "Ben"});
+  CHECK(aliases(first->members("lobby")) == std::vector<std::string>{"Ann", "Ben"});
+  CHECK(aliases(second->members("lobby")) == std::vector<std::string>{"Ann", "Ben"});
+
+  // An alias set through one connection is seen by the other.
+  second->set_alias("gw.1.a", "Anna");
+  CHECK(first->member("gw.1.a")->alias == "Anna");
+
+  std::int64_t last = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto m = make_message("lobby", std::to_string(i));
+    auto id = (i % 2 ? first : second)->append_message(m);
+    CHECK(id > last);
+    last = id;
+  }
+  auto history = first->recent_messages("lobby", 50);
+  REQUIRE(history.size() == 20);
+  for (int i = 0; i < 20; ++i) CHECK(history[i].message == std::to_string(i));
+
+  // Removal through one is final for both.
+  CHECK(first->remove_member("gw.1.b"));
+  CHECK_FALSE(second->remove_member("gw.1.b"));
+
+  // Reopening the file (a worker restart) keeps everything.
+  first.reset();
+  auto again = open_store(tmp.path.string());
+  CHECK(again->recent_messages("lobby", 50).size() == 20);
+  CHECK(aliases(again->members("lobby")) == std::vector<std::string>{"Anna"});
+  CHECK(again->error_count() == 0);
+  CHECK(second->error_count() == 0);
+}
+
+TEST_CASE("sqlite store: concurrent first start on a fresh file") {
+  TempDb tmp;
+  constexpr int workers = 6, per_worker = 25;
+  std::vector<std::vector<std::int64_t>> ids(workers);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      // Separate connections in separate threads, as separate processes would have.
+      std::string error;
+      auto store = SqliteChatStore::open(tmp.path.string(), error);
+      if (!store) {
+        ++failures;
+        return;
+      }
+      store->add_member({"gw.1." + std::to_string(w), "lobby", "w" + std::to_string(w)});
+      for (int i = 0; i < per_worker; ++i) {
+        auto m = make_message("lobby", "x");
+        ids[w].push_back(store->append_message(m));
+      }
+      if (store->error_count() != 0) ++failures;
+    });
+  }
+  for (auto& t : threads) t.join();
+  REQUIRE(failures == 0);
+
+  std::set<std::int64_t> all;
+  for (const auto& list : ids) {
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      CHECK(list[i] > 0);
+      if (i > 0) CHECK(list[i] > list[i - 1]);  // increasing per worker
+      all.insert(list[i]);
+    }
+  }
+  CHECK(all.size() == static_cast<std::size_t>(workers * per_worker));  // unique across workers
+  auto store = open_store(tmp.path.string());
+  CHECK(store->members("lobby").size() == workers);
+  CHECK(store->recent_messages("lobby", 1000).size() == static_cast<std::size_t>(workers * per_worker));
+}
+
+TEST_CASE("sqlite store: errors are returned and counted, never thrown") {
+  std::string error;
+  auto bad = SqliteChatStore::open("/nonexistent-dir-for-sb-test/x.db", error);
+  CHECK_FALSE(bad);
+  CHECK(error.find("nonexistent-dir-for-sb-test") != std::string::npos);
+
+  TempDb tmp;
+  auto store = open_store(tmp.path.string());
+  store->add_member({"gw.1.a", "lobby", "Ann"});
+  // Another process wrecks the schema under us: every call fails softly.
+  raw_query(tmp.path.string(), "DROP TABLE messages");
+  raw_query(tmp.path.string(), "DROP TABLE members");
+  auto m = make_message("lobby", "x");
+  CHECK(store->append_message(m) == 0);
+  CHECK(m.id == 0);
+  CHECK(store->recent_messages("lobby", 10).empty());
+  CHECK(store->members("lobby").empty());
+  CHECK_FALSE(store->member("gw.1.a"));
+  CHECK_FALSE(store->set_alias("gw.1.a", "x"));
+  CHECK_FALSE(store->remove_member("gw.1.a"));
+  store->add_member({"gw.1.b", "lobby", "Ben"});
+  CHECK(store->remove_stale_epochs("gw", 5).empty());
+  CHECK(store->error_count() >= 8);
+}
