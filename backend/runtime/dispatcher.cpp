@@ -1,0 +1,530 @@
+#include "backend/runtime/dispatcher.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <type_traits>
+
+#include "common/close_codes.hpp"
+#include "common/log.hpp"
+#include "common/wsid.hpp"
+
+namespace sb::backend {
+namespace {
+
+std::string query_key(std::size_t gateway, const Wsid& wsid) { return std::to_string(gateway) + '\n' + wsid; }
+
+long long millis(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(DispatcherSettings settings, std::vector<App*> apps, std::vector<std::string> gateway_names)
+    : settings_(std::move(settings)), apps_(std::move(apps)) {
+  for (App* app : apps_) {
+    auto info = app->info();
+    apps_by_name_[info.name] = app;
+    app_infos_.push_back(std::move(info));
+  }
+  gateways_.resize(gateway_names.size());
+  for (std::size_t i = 0; i < gateway_names.size(); ++i) gateways_[i].name = std::move(gateway_names[i]);
+}
+
+// ---------------------------------------------------------------- shell side
+
+void Dispatcher::start(SteadyTime now) {
+  now_ = now;
+  for (auto& gateway : gateways_) {
+    gateway.welcomed = false;
+    gateway.next_hello = now;
+    gateway.last_heard = now;
+    gateway.last_sent = now;
+  }
+  tick(now);
+}
+
+void Dispatcher::receive(std::size_t index, std::string_view body, SteadyTime now) {
+  now_ = now;
+  auto& gateway = gateways_.at(index);
+  gateway.last_heard = now;  // any traffic counts, even a body we cannot read
+  ++counters_.bodies_received;
+  auto decoded = proto::decode(body, settings_.decode_limits);
+  if (!decoded.ok()) {
+    ++counters_.decode_errors;
+    log::warn("undecodable body from ", gateway.name, " (", body.size(), " bytes): ", decoded.error());
+    return;
+  }
+  handle(index, decoded.envelope());
+  run_deferred();
+}
+
+void Dispatcher::tick(SteadyTime now) {
+  now_ = now;
+  for (std::size_t i = 0; i < gateways_.size(); ++i) {
+    auto& gateway = gateways_[i];
+    if (gateway.welcomed && now - gateway.last_heard >= settings_.gateway_dead) {
+      gateway.welcomed = false;
+      gateway.next_hello = now;
+      ++counters_.gateways_lost;
+      log::warn("gateway ", gateway.id, " epoch ", to_base36(gateway.epoch), " at ", gateway.name, " silent for ",
+                millis(now - gateway.last_heard), " ms: marked dead, saying HELLO again");
+    }
+    if (!gateway.welcomed) {
+      if (now >= gateway.next_hello) {
+        enqueue(i, proto::Hello{proto::protocol_version, settings_.worker_id, app_infos_});
+        ++counters_.hellos_sent;
+        gateway.next_hello = now + settings_.heartbeat;
+      }
+    } else if (now - gateway.last_sent >= settings_.heartbeat && gateway.outbox.empty()) {
+      enqueue(i, proto::Heartbeat{});
+      ++counters_.heartbeats_sent;
+    }
+  }
+  expire_queries(now);
+  run_deferred();
+}
+
+SteadyTime Dispatcher::next_deadline() const {
+  if (!deferred_.empty()) return now_;
+  SteadyTime next = SteadyTime::max();
+  for (const auto& gateway : gateways_) {
+    if (!gateway.outbox.empty() || !gateway.acks.empty()) return now_;
+    if (gateway.welcomed) {
+      next = std::min(next, gateway.last_sent + settings_.heartbeat);
+      next = std::min(next, gateway.last_heard + settings_.gateway_dead);
+    } else {
+      next = std::min(next, gateway.next_hello);
+    }
+  }
+  if (!queries_.empty()) next = std::min(next, queries_.begin()->second.deadline);
+  return next;
+}
+
+void Dispatcher::flush(SteadyTime now, const Sink& sink) {
+  now_ = now;
+  run_deferred();
+  for (std::size_t i = 0; i < gateways_.size(); ++i) {
+    auto& gateway = gateways_[i];
+    for (const auto& [wsid, seq] : gateway.acks) {
+      proto::encode_into(proto::Ack{wsid, seq}, gateway.outbox.emplace_back());
+      ++counters_.acks_sent;
+    }
+    gateway.acks.clear();
+    gateway.ack_index.clear();
+    gateway.drop_logged = false;
+    if (gateway.outbox.empty()) continue;
+    counters_.bodies_flushed += gateway.outbox.size();
+    gateway.last_sent = now;
+    std::vector<std::string> bodies;
+    bodies.swap(gateway.outbox);
+    sink(i, bodies);
+  }
+}
+
+void Dispatcher::say_goodbye() {
+  for (std::size_t i = 0; i < gateways_.size(); ++i)
+    if (gateways_[i].welcomed) enqueue(i, proto::Bye{});
+}
+
+std::size_t Dispatcher::open_sockets() const {
+  return static_cast<std::size_t>(
+      std::count_if(sockets_.begin(), sockets_.end(), [](const auto& entry) { return entry.second.app != nullptr; }));
+}
+
+// ---------------------------------------------------------------- incoming
+
+void Dispatcher::handle(std::size_t gateway, proto::Envelope& envelope) {
+  std::visit(
+      [&](auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, proto::Welcome>) on_welcome(gateway, m);
+        else if constexpr (std::is_same_v<T, proto::Heartbeat>) {
+          // liveness only; last_heard is already updated
+        } else if constexpr (std::is_same_v<T, proto::Open>) on_open(gateway, m);
+        else if constexpr (std::is_same_v<T, proto::Message>) on_message(gateway, m);
+        else if constexpr (std::is_same_v<T, proto::Close>) on_close(m);
+        else if constexpr (std::is_same_v<T, proto::Idle>) on_idle(m);
+        else if constexpr (std::is_same_v<T, proto::Gone>) on_gone(m.wsid);
+        else if constexpr (std::is_same_v<T, proto::Status>) on_status(gateway, m);
+        else {
+          ++counters_.unexpected_kinds;
+          log::warn("unexpected ", proto::kind_name(proto::kind_of(envelope)), " from ", gateways_[gateway].name);
+        }
+      },
+      envelope);
+}
+
+void Dispatcher::on_welcome(std::size_t index, const proto::Welcome& welcome) {
+  auto& gateway = gateways_[index];
+  if (welcome.version != proto::protocol_version) {
+    ++counters_.version_mismatches;
+    log::error("gateway at ", gateway.name, " speaks protocol ", welcome.version, ", we speak ",
+               proto::protocol_version, ": ignoring its WELCOME");
+    return;
+  }
+  if (!valid_gateway_id(welcome.gateway_id)) {
+    ++counters_.unexpected_kinds;
+    log::error("gateway at ", gateway.name, " sent an invalid gateway id: ignoring its WELCOME");
+    return;
+  }
+  if (!gateway.id.empty() && gateway.id != welcome.gateway_id) {
+    auto route = routes_.find(gateway.id);
+    if (route != routes_.end() && route->second == index) routes_.erase(route);
+  }
+  auto existing = routes_.find(welcome.gateway_id);
+  if (existing != routes_.end() && existing->second != index)
+    log::error("gateways at ", gateways_[existing->second].name, " and ", gateway.name, " both call themselves ",
+               welcome.gateway_id, ": routing to ", gateway.name);
+  bool restarted = gateway.id == welcome.gateway_id && gateway.epoch != welcome.epoch;
+  bool was_welcomed = gateway.welcomed;
+  gateway.id = welcome.gateway_id;
+  gateway.epoch = welcome.epoch;
+  gateway.welcomed = true;
+  routes_[gateway.id] = index;
+  ++counters_.welcomes;
+  if (!was_welcomed || restarted)
+    log::info("welcomed by gateway ", gateway.id, " epoch ", to_base36(gateway.epoch), " at ", gateway.name,
+              restarted ? " (restarted: purging its previous epoch)" : "");
+  if (welcome.heartbeat_ms != 0 && welcome.heartbeat_ms != settings_.heartbeat.count())
+    log::debug("gateway ", gateway.id, " heartbeats every ", welcome.heartbeat_ms, " ms, we every ",
+               settings_.heartbeat.count(), " ms");
+  // Sockets of any other epoch of this gateway are closed for good: their CLOSE never comes.
+  purge_epoch(gateway.id, gateway.epoch);
+  auto id = gateway.id;  // listeners may not keep references into gateways_
+  auto epoch = gateway.epoch;
+  for (auto& listener : welcome_listeners_) guarded("welcome listener", id, [&] { listener(*this, id, epoch); });
+}
+
+void Dispatcher::purge_epoch(const std::string& gateway_id, std::uint64_t live_epoch) {
+  std::vector<std::pair<Wsid, App*>> stale;
+  for (auto it = sockets_.begin(); it != sockets_.end();) {
+    if (it->second.gateway_id == gateway_id && it->second.epoch != live_epoch) {
+      if (it->second.app) stale.emplace_back(it->first, it->second.app);
+      it = sockets_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = queries_.begin(); it != queries_.end();) {
+    auto parts = parse_wsid(it->second.wsid);
+    if (parts && parts->gateway_id == gateway_id && parts->epoch != live_epoch) {
+      auto& ids = queries_by_key_[query_key(it->second.gateway, it->second.wsid)];
+      ids.erase(std::remove(ids.begin(), ids.end(), it->first), ids.end());
+      if (ids.empty()) queries_by_key_.erase(query_key(it->second.gateway, it->second.wsid));
+      defer({it->second.wsid, std::move(it->second.done)});
+      it = queries_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [wsid, app] : stale) {
+    ++counters_.purged_stale;
+    remember_closed(wsid);
+    ++counters_.closes;
+    guarded("on_close", wsid, [&] { app->on_close(*this, wsid, close_code::going_away, "gateway restarted"); });
+  }
+  if (!stale.empty()) log::info("purged ", stale.size(), " sockets of an old epoch of gateway ", gateway_id);
+}
+
+void Dispatcher::on_open(std::size_t gateway, proto::Open& open) {
+  if (sockets_.count(open.wsid) || closed_.count(open.wsid)) {
+    ++counters_.duplicate_opens;
+    return;
+  }
+  auto parts = parse_wsid(open.wsid);
+  if (!parts) {
+    ++counters_.bad_wsids;
+    log::warn("OPEN with a malformed WSID from ", gateways_[gateway].name);
+    return;
+  }
+  if (gateways_[gateway].welcomed && parts->gateway_id != gateways_[gateway].id)
+    log::warn("OPEN of ", open.wsid, " arrived from gateway ", gateways_[gateway].id, ": routing by the WSID");
+  ++counters_.opens;
+  Socket socket;
+  socket.gateway_id = parts->gateway_id;
+  socket.epoch = parts->epoch;
+  auto app = apps_by_name_.find(open.app);
+  if (app == apps_by_name_.end()) {
+    ++counters_.unknown_apps;
+    ++counters_.refused;
+    sockets_.emplace(open.wsid, socket);
+    log::warn("OPEN of ", open.wsid, " for app '", open.app, "' which this worker does not serve");
+    end(open.wsid, close_code::unknown_app, "unknown app");
+    return;
+  }
+  // Recorded before on_open so commands it issues see the socket; app set only if accepted.
+  sockets_.emplace(open.wsid, socket);
+  OpenRequest request{open.wsid,  std::move(open.app),        std::move(open.path),
+                      std::move(open.query), std::move(open.headers), std::move(open.session_id),
+                      std::move(open.remote_address)};
+  OpenDecision decision;
+  bool ok = guarded("on_open", request.wsid, [&] { decision = app->second->on_open(*this, request); });
+  auto it = sockets_.find(request.wsid);
+  if (it == sockets_.end()) return;  // cannot happen: only CLOSE/epoch purge erase
+  if (!ok) {
+    // Counted as accepted so the app's on_close can undo whatever on_open did before throwing.
+    it->second.app = app->second;
+    fail_socket(request.wsid);
+    return;
+  }
+  if (!decision.accept) {
+    ++counters_.refused;
+    auto code = close_code::sendable(decision.code) ? decision.code : close_code::policy_violation;
+    log::debug("app ", request.app, " refused ", request.wsid, ": ", decision.code, " ", decision.reason);
+    end(request.wsid, code, decision.reason);
+    return;
+  }
+  it->second.app = app->second;
+}
+
+void Dispatcher::on_message(std::size_t gateway, const proto::Message& message) {
+  auto it = sockets_.find(message.wsid);
+  if (it == sockets_.end()) {
+    if (closed_.count(message.wsid)) {
+      ++counters_.late_messages;
+    } else {
+      ++counters_.unknown_wsids;
+      log::warn("MESSAGE for ", message.wsid, " which was never opened here (seq ", message.seq, ")");
+    }
+    queue_ack(gateway, message.wsid, message.seq);  // nothing will ever process it: let the gateway forget it
+    return;
+  }
+  auto& socket = it->second;
+  if (message.seq <= socket.last_seq) {
+    ++counters_.duplicate_messages;
+    queue_ack(gateway, message.wsid, socket.last_seq);  // the gateway missed our ACK: repeat it
+    return;
+  }
+  socket.last_seq = message.seq;
+  queue_ack(gateway, message.wsid, message.seq);
+  if (!socket.app) {
+    ++counters_.late_messages;
+    return;
+  }
+  ++counters_.messages;
+  App* app = socket.app;
+  if (!guarded("on_message", message.wsid, [&] { app->on_message(*this, message.wsid, message.payload, message.binary); }))
+    fail_socket(message.wsid);
+}
+
+void Dispatcher::on_close(const proto::Close& close) {
+  auto it = sockets_.find(close.wsid);
+  if (it == sockets_.end()) {
+    if (closed_.count(close.wsid)) {
+      ++counters_.duplicate_closes;
+      return;
+    }
+    // Opened by a worker that is gone (or before we started): the apps may still hold state.
+    ++counters_.unknown_closes;
+    on_gone(close.wsid);
+    remember_closed(close.wsid);
+    return;
+  }
+  App* app = it->second.app;
+  sockets_.erase(it);
+  remember_closed(close.wsid);
+  if (!app) return;  // refused: no on_close
+  ++counters_.closes;
+  guarded("on_close", close.wsid, [&] { app->on_close(*this, close.wsid, close.code, close.reason); });
+}
+
+void Dispatcher::on_idle(const proto::Idle& idle) {
+  auto it = sockets_.find(idle.wsid);
+  if (it == sockets_.end() || !it->second.app) {
+    ++counters_.unknown_wsids;
+    return;
+  }
+  ++counters_.idles;
+  App* app = it->second.app;
+  if (!guarded("on_idle", idle.wsid, [&] { app->on_idle(*this, idle.wsid); })) fail_socket(idle.wsid);
+}
+
+void Dispatcher::on_gone(const Wsid& wsid) {
+  ++counters_.gones_received;
+  for (App* app : apps_) guarded("on_gone", wsid, [&] { app->on_gone(*this, wsid); });
+}
+
+void Dispatcher::on_status(std::size_t gateway, const proto::Status& status) {
+  ++counters_.statuses;
+  auto key = query_key(gateway, status.wsid);
+  auto ids = queries_by_key_.find(key);
+  if (ids == queries_by_key_.end()) {
+    ++counters_.unmatched_statuses;
+    return;
+  }
+  auto id = ids->second.front();
+  ids->second.pop_front();
+  if (ids->second.empty()) queries_by_key_.erase(ids);
+  auto query = queries_.find(id);
+  if (query == queries_.end()) return;
+  auto done = std::move(query->second.done);
+  queries_.erase(query);
+  guarded("query callback", status.wsid, [&] { done(status.open); });
+}
+
+// ---------------------------------------------------------------- Pool
+
+std::optional<std::size_t> Dispatcher::route(const Wsid& wsid) {
+  auto parts = parse_wsid(wsid);
+  if (!parts) {
+    ++counters_.bad_wsids;
+    defer({wsid, {}});
+    return std::nullopt;
+  }
+  auto route = routes_.find(parts->gateway_id);
+  if (route == routes_.end() || !gateways_[route->second].welcomed ||
+      gateways_[route->second].epoch != parts->epoch) {
+    ++counters_.unroutable;
+    defer({wsid, {}});
+    return std::nullopt;
+  }
+  return route->second;
+}
+
+void Dispatcher::write(const Wsid& wsid, std::string_view data, bool binary) {
+  if (auto gateway = route(wsid)) enqueue(*gateway, proto::Write{{wsid}, binary, std::string(data)});
+}
+
+void Dispatcher::write(const std::vector<Wsid>& wsids, std::string_view data, bool binary) {
+  // One WRITE per gateway, targets in the caller's order.
+  std::vector<std::vector<std::string>> targets(gateways_.size());
+  for (const auto& wsid : wsids)
+    if (auto gateway = route(wsid)) targets[*gateway].push_back(wsid);
+  for (std::size_t i = 0; i < targets.size(); ++i)
+    if (!targets[i].empty()) enqueue(i, proto::Write{std::move(targets[i]), binary, std::string(data)});
+}
+
+void Dispatcher::end(const Wsid& wsid, std::uint16_t code, std::string_view reason) {
+  if (auto gateway = route(wsid)) enqueue(*gateway, proto::End{wsid, code, std::string(reason)});
+}
+
+void Dispatcher::subscribe(const Wsid& wsid, std::string_view topic) {
+  if (auto gateway = route(wsid)) enqueue(*gateway, proto::Subscribe{wsid, std::string(topic)});
+}
+
+void Dispatcher::unsubscribe(const Wsid& wsid, std::string_view topic) {
+  if (auto gateway = route(wsid)) enqueue(*gateway, proto::Unsubscribe{wsid, std::string(topic)});
+}
+
+void Dispatcher::publish(std::string_view topic, std::string_view data, bool binary, const Wsid& except) {
+  proto::Publish message{std::string(topic), binary, std::string(data), except};
+  for (std::size_t i = 0; i < gateways_.size(); ++i)
+    if (gateways_[i].welcomed) enqueue(i, message);
+}
+
+void Dispatcher::query(const Wsid& wsid, std::function<void(bool open)> done) {
+  if (!done) return;
+  auto gateway = route(wsid);
+  if (!gateway) {
+    // route() deferred an on_gone; the caller also gets its answer, later.
+    defer({wsid, std::move(done)});
+    return;
+  }
+  if (queries_.size() >= settings_.max_pending_queries) {
+    ++counters_.queries_refused;
+    defer({wsid, std::move(done)});
+    return;
+  }
+  auto id = next_query_++;
+  queries_.emplace(id, PendingQuery{*gateway, wsid, now_ + settings_.query_timeout, std::move(done)});
+  queries_by_key_[query_key(*gateway, wsid)].push_back(id);
+  enqueue(*gateway, proto::Query{wsid});
+}
+
+// ---------------------------------------------------------------- helpers
+
+void Dispatcher::enqueue(std::size_t index, const proto::Envelope& envelope) {
+  auto& gateway = gateways_[index];
+  if (gateway.outbox.size() >= settings_.max_outbox_bodies) {
+    ++counters_.outbox_drops;
+    if (!gateway.drop_logged) {
+      gateway.drop_logged = true;
+      log::warn("outbox to ", gateway.name, " full (", gateway.outbox.size(), " bodies): dropping ",
+                proto::kind_name(proto::kind_of(envelope)));
+    }
+    return;
+  }
+  proto::encode_into(envelope, gateway.outbox.emplace_back());
+}
+
+void Dispatcher::queue_ack(std::size_t index, const Wsid& wsid, std::uint64_t seq) {
+  auto& gateway = gateways_[index];
+  auto found = gateway.ack_index.find(wsid);
+  if (found != gateway.ack_index.end()) {
+    auto& entry = gateway.acks[found->second].second;
+    entry = std::max(entry, seq);
+    return;
+  }
+  gateway.ack_index.emplace(wsid, gateway.acks.size());
+  gateway.acks.emplace_back(wsid, seq);
+}
+
+void Dispatcher::defer(Deferred item) {
+  if (deferred_.size() >= settings_.max_deferred) {
+    ++counters_.deferred_drops;
+    return;
+  }
+  deferred_.push_back(std::move(item));
+}
+
+void Dispatcher::run_deferred() {
+  // Only what is queued now: work queued by these calls waits for the next round, so an app
+  // that keeps writing to a gone socket cannot trap the loop here.
+  auto count = deferred_.size();
+  for (std::size_t i = 0; i < count && !deferred_.empty(); ++i) {
+    auto item = std::move(deferred_.front());
+    deferred_.pop_front();
+    if (item.answer) {
+      guarded("query callback", item.wsid, [&] { item.answer(false); });
+    } else {
+      for (App* app : apps_) guarded("on_gone", item.wsid, [&] { app->on_gone(*this, item.wsid); });
+    }
+  }
+}
+
+void Dispatcher::expire_queries(SteadyTime now) {
+  while (!queries_.empty() && queries_.begin()->second.deadline <= now) {
+    auto node = queries_.extract(queries_.begin());
+    auto& query = node.mapped();
+    auto key = query_key(query.gateway, query.wsid);
+    auto ids = queries_by_key_.find(key);
+    if (ids != queries_by_key_.end()) {
+      auto& list = ids->second;
+      list.erase(std::remove(list.begin(), list.end(), node.key()), list.end());
+      if (list.empty()) queries_by_key_.erase(ids);
+    }
+    ++counters_.query_timeouts;
+    log::warn("QUERY for ", query.wsid, " unanswered after ", settings_.query_timeout.count(),
+              " ms: answering 'not open'");
+    guarded("query callback", query.wsid, [&] { query.done(false); });
+  }
+}
+
+void Dispatcher::remember_closed(const Wsid& wsid) {
+  if (settings_.remembered_closes == 0) return;
+  if (!closed_.insert(wsid).second) return;
+  closed_order_.push_back(wsid);
+  while (closed_order_.size() > settings_.remembered_closes) {
+    closed_.erase(closed_order_.front());
+    closed_order_.pop_front();
+  }
+}
+
+template <typename Call>
+bool Dispatcher::guarded(const char* what, const Wsid& wsid, Call&& call) {
+  try {
+    call();
+    return true;
+  } catch (const std::exception& e) {
+    ++counters_.app_errors;
+    log::error("app ", what, " failed for ", wsid, ": ", e.what());
+  } catch (...) {
+    ++counters_.app_errors;
+    log::error("app ", what, " failed for ", wsid, ": unknown exception");
+  }
+  return false;
+}
+
+void Dispatcher::fail_socket(const Wsid& wsid) { end(wsid, close_code::internal_error, "internal error"); }
+
+}  // namespace sb::backend

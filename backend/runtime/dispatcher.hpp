@@ -1,0 +1,192 @@
+// The worker's pure core: link state with every gateway (HELLO until WELCOME, heartbeats,
+// dead gateways), socket bookkeeping (accepted/refused WSIDs, sequence numbers, ACKs) and the
+// Pool the apps call. No ZeroMQ here: the shell feeds it decoded-or-not bodies with the time,
+// runs tick(), and sends what flush() hands out, one multipart message per gateway.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "backend/app.hpp"
+#include "proto/codec.hpp"
+
+namespace sb::backend {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+struct DispatcherSettings {
+  std::string worker_id;
+  std::chrono::milliseconds heartbeat{1000};       // HELLO repeat and HEARTBEAT period
+  std::chrono::milliseconds gateway_dead{3000};    // silence after which a gateway is dead
+  std::chrono::milliseconds query_timeout{10000};  // unanswered QUERY -> "not open"
+  std::size_t max_outbox_bodies = 100000;          // per gateway per flush; beyond: dropped
+  std::size_t max_pending_queries = 10000;         // beyond: answered "not open" at once
+  std::size_t max_deferred = 100000;               // pending on_gone / query answers
+  std::size_t remembered_closes = 4096;            // closed WSIDs kept to spot duplicate CLOSEs
+  proto::DecodeLimits decode_limits;
+};
+
+// Everything the dispatcher saw go wrong (or right), for logs and tests.
+struct DispatcherCounters {
+  std::uint64_t bodies_received = 0;
+  std::uint64_t decode_errors = 0;
+  std::uint64_t unexpected_kinds = 0;     // e.g. a WRITE sent to a worker
+  std::uint64_t version_mismatches = 0;   // WELCOME with another protocol version
+  std::uint64_t welcomes = 0;
+  std::uint64_t gateways_lost = 0;
+  std::uint64_t hellos_sent = 0;
+  std::uint64_t heartbeats_sent = 0;
+  std::uint64_t opens = 0;
+  std::uint64_t refused = 0;
+  std::uint64_t unknown_apps = 0;         // OPEN naming an app we do not serve
+  std::uint64_t duplicate_opens = 0;
+  std::uint64_t messages = 0;             // handed to an app
+  std::uint64_t duplicate_messages = 0;   // seq <= last seen
+  std::uint64_t late_messages = 0;        // for a refused or closed WSID
+  std::uint64_t unknown_wsids = 0;        // MESSAGE/IDLE for a WSID we never saw opened
+  std::uint64_t closes = 0;               // on_close calls
+  std::uint64_t duplicate_closes = 0;
+  std::uint64_t unknown_closes = 0;       // CLOSE for a WSID never opened here -> on_gone
+  std::uint64_t idles = 0;
+  std::uint64_t purged_stale = 0;         // sockets of a gateway's previous epoch
+  std::uint64_t app_errors = 0;           // exceptions caught at the app boundary
+  std::uint64_t gones_received = 0;
+  std::uint64_t unroutable = 0;           // command for a gateway not welcomed -> on_gone
+  std::uint64_t bad_wsids = 0;
+  std::uint64_t statuses = 0;
+  std::uint64_t unmatched_statuses = 0;
+  std::uint64_t query_timeouts = 0;
+  std::uint64_t queries_refused = 0;      // over max_pending_queries
+  std::uint64_t outbox_drops = 0;
+  std::uint64_t deferred_drops = 0;
+  std::uint64_t bodies_flushed = 0;
+  std::uint64_t acks_sent = 0;
+};
+
+class Dispatcher final : public Pool {
+ public:
+  // `apps` must outlive the dispatcher; `gateway_names` (endpoints) index the gateways.
+  Dispatcher(DispatcherSettings settings, std::vector<App*> apps, std::vector<std::string> gateway_names);
+
+  // Called after every WELCOME (every gateway, every time) with the gateway's id and epoch,
+  // e.g. ChatApp::purge_stale_epochs. Runs outside any app call.
+  using WelcomeListener = std::function<void(Pool& pool, const std::string& gateway_id, std::uint64_t epoch)>;
+  void add_welcome_listener(WelcomeListener listener) { welcome_listeners_.push_back(std::move(listener)); }
+
+  // --- driven by the shell ---
+  // Queues the first HELLO to every gateway.
+  void start(SteadyTime now);
+  // One pool body from gateway `gateway` (any traffic counts as liveness).
+  void receive(std::size_t gateway, std::string_view body, SteadyTime now);
+  // Timers: HELLO repeats, heartbeats, dead gateways, query timeouts; deferred work.
+  void tick(SteadyTime now);
+  // When tick() next has something to do (may be in the past).
+  SteadyTime next_deadline() const;
+  // Hands each gateway's queued bodies (commands, then ACKs) to `sink`, oldest first.
+  using Sink = std::function<void(std::size_t gateway, std::vector<std::string>& bodies)>;
+  void flush(SteadyTime now, const Sink& sink);
+  // Queues BYE to every welcomed gateway (shutdown: send me no new sockets).
+  void say_goodbye();
+
+  // --- introspection ---
+  const DispatcherCounters& counters() const { return counters_; }
+  std::size_t gateway_count() const { return gateways_.size(); }
+  bool welcomed(std::size_t gateway) const { return gateways_.at(gateway).welcomed; }
+  // Id and epoch from the gateway's last WELCOME ("" / 0 before the first).
+  const std::string& gateway_id(std::size_t gateway) const { return gateways_.at(gateway).id; }
+  std::uint64_t gateway_epoch(std::size_t gateway) const { return gateways_.at(gateway).epoch; }
+  std::size_t open_sockets() const;  // accepted and not yet closed
+  std::size_t pending_queries() const { return queries_.size(); }
+
+  // --- Pool (called by apps) ---
+  using Pool::write;
+  void write(const Wsid& wsid, std::string_view data, bool binary = false) override;
+  void write(const std::vector<Wsid>& wsids, std::string_view data, bool binary = false) override;
+  void end(const Wsid& wsid, std::uint16_t code, std::string_view reason) override;
+  void subscribe(const Wsid& wsid, std::string_view topic) override;
+  void unsubscribe(const Wsid& wsid, std::string_view topic) override;
+  void publish(std::string_view topic, std::string_view data, bool binary = false, const Wsid& except = {}) override;
+  void query(const Wsid& wsid, std::function<void(bool open)> done) override;
+
+ private:
+  struct Gateway {
+    std::string name;  // endpoint, for logs
+    std::string id;    // from the last WELCOME
+    std::uint64_t epoch = 0;
+    bool welcomed = false;
+    SteadyTime next_hello{};   // while not welcomed
+    SteadyTime last_heard{};
+    SteadyTime last_sent{};
+    std::vector<std::string> outbox;
+    std::vector<std::pair<Wsid, std::uint64_t>> acks;  // one per WSID per flush
+    std::unordered_map<Wsid, std::size_t> ack_index;
+    bool drop_logged = false;
+  };
+  struct Socket {
+    App* app = nullptr;  // nullptr: refused, waiting for its CLOSE
+    std::string gateway_id;
+    std::uint64_t epoch = 0;
+    std::uint64_t last_seq = 0;
+  };
+  struct PendingQuery {
+    std::size_t gateway = 0;
+    Wsid wsid;
+    SteadyTime deadline{};
+    std::function<void(bool)> done;
+  };
+  // Work that must not run inside the app call that caused it.
+  struct Deferred {
+    Wsid wsid;
+    std::function<void(bool)> answer;  // set: answer a query with false; unset: on_gone
+  };
+
+  void handle(std::size_t gateway, proto::Envelope& envelope);
+  void on_welcome(std::size_t gateway, const proto::Welcome& welcome);
+  void on_open(std::size_t gateway, proto::Open& open);
+  void on_message(std::size_t gateway, const proto::Message& message);
+  void on_close(const proto::Close& close);
+  void on_idle(const proto::Idle& idle);
+  void on_gone(const Wsid& wsid);
+  void on_status(std::size_t gateway, const proto::Status& status);
+
+  // Gateway index for a command naming `wsid`, or nullopt (then on_gone is deferred).
+  std::optional<std::size_t> route(const Wsid& wsid);
+  void enqueue(std::size_t gateway, const proto::Envelope& envelope);
+  void queue_ack(std::size_t gateway, const Wsid& wsid, std::uint64_t seq);
+  void defer(Deferred item);
+  void run_deferred();
+  void expire_queries(SteadyTime now);
+  void purge_epoch(const std::string& gateway_id, std::uint64_t live_epoch);
+  void remember_closed(const Wsid& wsid);
+  // Runs an app callback; on an exception logs, counts and returns false.
+  template <typename Call>
+  bool guarded(const char* what, const Wsid& wsid, Call&& call);
+  void fail_socket(const Wsid& wsid);  // END 1011 after an app error
+
+  DispatcherSettings settings_;
+  std::vector<App*> apps_;
+  std::unordered_map<std::string, App*> apps_by_name_;
+  std::vector<proto::AppInfo> app_infos_;
+  std::vector<Gateway> gateways_;
+  std::unordered_map<std::string, std::size_t> routes_;  // gateway id -> index
+  std::unordered_map<Wsid, Socket> sockets_;
+  std::unordered_set<Wsid> closed_;      // recently closed, bounded by closed_order_
+  std::deque<Wsid> closed_order_;
+  std::map<std::uint64_t, PendingQuery> queries_;  // by issue order = deadline order
+  std::unordered_map<std::string, std::deque<std::uint64_t>> queries_by_key_;
+  std::uint64_t next_query_ = 1;
+  std::deque<Deferred> deferred_;
+  std::vector<WelcomeListener> welcome_listeners_;
+  SteadyTime now_{};
+  DispatcherCounters counters_;
+};
+
+}  // namespace sb::backend

@@ -1,0 +1,62 @@
+// The worker's ZeroMQ shell: one DEALER per gateway, one zmq_poll loop on one thread,
+// everything else delegated to the pure Dispatcher. Each loop iteration reads a bounded batch
+// from every gateway, runs the timers, and sends each gateway's outbox as ONE multipart message
+// (one body per frame). Sends never block: EAGAIN (high-water mark, no connection) is counted.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/app.hpp"
+#include "backend/runtime/backend_config.hpp"
+#include "backend/runtime/dispatcher.hpp"
+
+namespace sb::backend {
+
+struct ShellCounters {
+  std::uint64_t messages_received = 0;  // ZeroMQ messages (each one or more bodies)
+  std::uint64_t messages_sent = 0;
+  std::uint64_t send_eagain = 0;        // whole message refused: HWM reached or no connection
+  std::uint64_t bodies_dropped = 0;     // bodies in refused messages
+  std::uint64_t send_errors = 0;        // other zmq_send failures
+  std::uint64_t receive_errors = 0;
+};
+
+class Worker {
+ public:
+  // `apps` must outlive the worker. `shared_context`: use this zmq context (e.g. for inproc://
+  // in tests) instead of creating one.
+  Worker(const BackendConfig& config, std::string worker_id, std::vector<App*> apps, void* shared_context = nullptr);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Creates the sockets and connects them (start-up: failures are configuration errors).
+  bool open(std::string& error);
+  // One loop iteration: waits for traffic, `stop_fd` (if >= 0) or the next timer, capped at
+  // `max_wait_ms` (if >= 0). Returns false once stop_fd is readable.
+  bool step(int stop_fd, int max_wait_ms = -1);
+  // Loops until stop_fd is readable, then says BYE and closes. Returns the exit code (0).
+  int run(int stop_fd);
+  // BYE to welcomed gateways, a last flush, sockets closed (bounded by linger).
+  void close();
+
+  Dispatcher& dispatcher() { return dispatcher_; }
+  const ShellCounters& counters() const { return counters_; }
+  const std::string& worker_id() const { return worker_id_; }
+
+ private:
+  void send_batch(std::size_t gateway, std::vector<std::string>& bodies);
+  void receive_from(std::size_t gateway, SteadyTime now);
+
+  BackendConfig config_;
+  std::string worker_id_;
+  Dispatcher dispatcher_;
+  void* context_ = nullptr;
+  bool own_context_ = false;
+  std::vector<void*> sockets_;
+  bool started_ = false;
+  ShellCounters counters_;
+};
+
+}  // namespace sb::backend
