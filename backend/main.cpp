@@ -173,6 +173,8 @@ int supervise(const BackendConfig& config, const std::string& base_id) {
         int s = signals[i];
         if ((s == SIGTERM || s == SIGINT) && !stopping) {
           stopping = true;
+          running = 0;
+          for (const auto& child : children) running += child.pid > 0;
           kill_at = Clock::now() + std::chrono::milliseconds(config.stop_grace_ms);
           sb::log::info("stopping ", running, " workers (", strsignal(s), ")");
           for (const auto& child : children)

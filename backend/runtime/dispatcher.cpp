@@ -126,6 +126,14 @@ void Dispatcher::say_goodbye() {
     if (gateways_[i].welcomed) enqueue(i, proto::Bye{});
 }
 
+void Dispatcher::hello_undelivered(std::size_t index, SteadyTime now) {
+  auto& gateway = gateways_.at(index);
+  if (gateway.welcomed) return;
+  gateway.hello_retry = std::min<std::chrono::milliseconds>(
+      settings_.heartbeat, gateway.hello_retry.count() == 0 ? std::chrono::milliseconds(10) : gateway.hello_retry * 2);
+  gateway.next_hello = std::min(gateway.next_hello, now + gateway.hello_retry);
+}
+
 std::size_t Dispatcher::open_sockets() const {
   return static_cast<std::size_t>(
       std::count_if(sockets_.begin(), sockets_.end(), [](const auto& entry) { return entry.second.app != nullptr; }));
@@ -180,6 +188,7 @@ void Dispatcher::on_welcome(std::size_t index, const proto::Welcome& welcome) {
   gateway.id = welcome.gateway_id;
   gateway.epoch = welcome.epoch;
   gateway.welcomed = true;
+  gateway.hello_retry = std::chrono::milliseconds(0);
   routes_[gateway.id] = index;
   ++counters_.welcomes;
   if (!was_welcomed || restarted)

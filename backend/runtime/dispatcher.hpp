@@ -95,6 +95,9 @@ class Dispatcher final : public Pool {
   void flush(SteadyTime now, const Sink& sink);
   // Queues BYE to every welcomed gateway (shutdown: send me no new sockets).
   void say_goodbye();
+  // The shell could not hand the HELLO to ZeroMQ (no connection yet): try again soon, backing
+  // off from 10 ms to the heartbeat period, instead of a whole heartbeat later.
+  void hello_undelivered(std::size_t gateway, SteadyTime now);
 
   // --- introspection ---
   const DispatcherCounters& counters() const { return counters_; }
@@ -123,6 +126,7 @@ class Dispatcher final : public Pool {
     std::uint64_t epoch = 0;
     bool welcomed = false;
     SteadyTime next_hello{};   // while not welcomed
+    std::chrono::milliseconds hello_retry{0};  // backoff after undelivered HELLOs; 0 = none
     SteadyTime last_heard{};
     SteadyTime last_sent{};
     std::vector<std::string> outbox;

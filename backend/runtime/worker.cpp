@@ -141,8 +141,10 @@ void Worker::send_batch(std::size_t gateway, std::vector<std::string>& bodies) {
       if (i == first && err == EAGAIN) {
         ++counters_.send_eagain;
         // Expected while a gateway is down (HELLOs); a warning once it welcomed us.
-        if (!dispatcher_.welcomed(gateway))
+        if (!dispatcher_.welcomed(gateway)) {
           log::debug("gateway ", config_.gateways[gateway], " not connected: ", dropped, " bodies dropped");
+          dispatcher_.hello_undelivered(gateway, std::chrono::steady_clock::now());
+        }
         else if (worth_logging(counters_.send_eagain))
           log::warn("gateway ", config_.gateways[gateway], " not accepting (EAGAIN, high-water mark?): ", dropped,
                     " bodies dropped; ", counters_.send_eagain, " times so far");

@@ -639,3 +639,25 @@ TEST_CASE("dispatcher: BYE goes to welcomed gateways only") {
   CHECK(h.take_kind<proto::Bye>(0).size() == 1);
   CHECK(h.take_kind<proto::Bye>(1).empty());
 }
+
+TEST_CASE("dispatcher: an undelivered HELLO is retried soon, backing off to the heartbeat") {
+  Harness h;
+  h.start();
+  h.take(0);
+  h.take(1);
+  h.dispatcher.hello_undelivered(0, h.now);
+  CHECK(h.dispatcher.next_deadline() == t0 + 10ms);
+  h.advance(10ms);
+  CHECK(h.take_kind<proto::Hello>(0).size() == 1);
+  CHECK(h.take(1).empty());  // gateway 1 keeps its normal period
+  h.dispatcher.hello_undelivered(0, h.now);
+  h.advance(19ms);
+  CHECK(h.take(0).empty());
+  h.advance(1ms);  // 20 ms: doubled
+  CHECK(h.take_kind<proto::Hello>(0).size() == 1);
+  for (int i = 0; i < 10; ++i) h.dispatcher.hello_undelivered(0, h.now);
+  CHECK(h.dispatcher.next_deadline() <= h.now + 1000ms);  // capped at the heartbeat
+  h.welcome(0, "ga", 7);
+  h.dispatcher.hello_undelivered(0, h.now);  // ignored once welcomed
+  CHECK(h.dispatcher.welcomed(0));
+}
