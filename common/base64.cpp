@@ -63,6 +63,9 @@ std::optional<std::string> base64_decode(std::string_view text) {
       }
       v = v << 6 | static_cast<unsigned>(d);
     }
+    // Canonical only: the bits the padding hides must be zero (RFC 4648 3.5), so each
+    // byte string has exactly one accepted spelling.
+    if ((pad == 1 && (v & 0xff) != 0) || (pad == 2 && (v & 0xffff) != 0)) return std::nullopt;
     out += static_cast<char>(v >> 16);
     if (pad < 2) out += static_cast<char>((v >> 8) & 0xff);
     if (pad < 1) out += static_cast<char>(v & 0xff);

@@ -36,8 +36,9 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
     auto eq = pair.find('=');
-    auto key = pair.substr(0, eq);
-    if (key == name) {
+    // Names are form-encoded like values ("my+room", "ro%6Fm"); a broken name never matches.
+    auto key = percent_decode(pair.substr(0, eq));
+    if (key && *key == name) {
       if (eq == std::string_view::npos) return std::string();
       return percent_decode(pair.substr(eq + 1));
     }

@@ -1,5 +1,6 @@
 #include "wsid.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <random>
 
@@ -55,8 +56,14 @@ std::optional<WsidParts> parse_wsid(std::string_view wsid) {
   if (second == std::string_view::npos) return std::nullopt;
   auto gateway = wsid.substr(0, first);
   if (!valid_gateway_id(gateway)) return std::nullopt;
-  auto epoch = from_base36(wsid.substr(first + 1, second - first - 1));
-  auto counter = from_base36(wsid.substr(second + 1));
+  auto epoch_text = wsid.substr(first + 1, second - first - 1);
+  auto counter_text = wsid.substr(second + 1);
+  // Only the spelling make_wsid writes: with leading zeros "gw.01.1" would parse like
+  // "gw.1.1" yet be a different map key everywhere WSIDs are compared as strings.
+  auto canonical = [](std::string_view digits) { return digits.size() <= 1 || digits.front() != '0'; };
+  if (!canonical(epoch_text) || !canonical(counter_text)) return std::nullopt;
+  auto epoch = from_base36(epoch_text);
+  auto counter = from_base36(counter_text);
   if (!epoch || !counter) return std::nullopt;
   return WsidParts{std::string(gateway), *epoch, *counter};
 }
@@ -65,7 +72,16 @@ std::uint64_t new_epoch() {
   auto millis = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
   std::random_device rd;
-  return (millis << 16) | (rd() & 0xffffu);
+  std::uint64_t candidate = (millis << 16) | (rd() & 0xffffu);
+  // Two calls in one millisecond would repeat with odds 1 in 65 536; within a process,
+  // make epochs strictly increasing instead (also when the wall clock steps back).
+  static std::atomic<std::uint64_t> last{0};
+  std::uint64_t previous = last.load();
+  std::uint64_t next;
+  do {
+    next = candidate > previous ? candidate : previous + 1;
+  } while (!last.compare_exchange_weak(previous, next));
+  return next;
 }
 
 }  // namespace sb
