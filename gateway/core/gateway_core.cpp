@@ -90,6 +90,9 @@ void GatewayCore::session_closed(Session& session, std::uint16_t code, std::stri
   if (!session.worker.empty()) {
     if (auto* w = workers_.find(session.worker); w && w->sockets > 0) --w->sockets;
     send(session.worker, proto::Close{session.wsid, code, std::string(reason)});
+  } else if (WorkerEntry* other = workers_.pick(session.app)) {
+    // Its worker died: another one still learns of the close so the store forgets the socket.
+    send(other->routing_id, proto::Close{session.wsid, code, std::string(reason)});
   }
   ++counters_.sockets_closed;
   log::debug("closed ", session.wsid, " code=", code);

@@ -11,6 +11,37 @@ bool valid_app_name(std::string_view name) {
   return true;
 }
 
+namespace {
+void append_encoded(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (unsigned char c : text) {
+    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                 c == '_' || c == '.' || c == '~';
+    if (plain) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+}
+}  // namespace
+
+std::string encode_query(const std::vector<std::string>& decoded_args) {
+  std::string out;
+  for (const auto& arg : decoded_args) {
+    if (!out.empty()) out += '&';
+    auto eq = arg.find('=');
+    append_encoded(out, std::string_view(arg).substr(0, eq));
+    if (eq != std::string::npos) {
+      out += '=';
+      append_encoded(out, std::string_view(arg).substr(eq + 1));
+    }
+  }
+  return out;
+}
+
 std::optional<std::string> app_for_path(std::string_view path) {
   if (path.size() < 2 || path.front() != '/') return std::nullopt;
   std::string_view rest = path.substr(1);

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sb::gateway {
 
@@ -11,5 +12,9 @@ namespace sb::gateway {
 std::optional<std::string> app_for_path(std::string_view path);
 
 bool valid_app_name(std::string_view name);  // [a-z0-9_-]{1,32}
+
+// lws hands over query arguments already percent-decoded, one "name=value" per fragment.
+// Workers get the standard encoded form back, so a value containing '&' or '=' survives.
+std::string encode_query(const std::vector<std::string>& decoded_args);
 
 }  // namespace sb::gateway

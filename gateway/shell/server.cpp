@@ -47,6 +47,18 @@ std::string header(struct lws* wsi, enum lws_token_indexes token) {
   return out;
 }
 
+// Every query argument, as lws decoded it ("name=value").
+std::vector<std::string> query_args(struct lws* wsi) {
+  std::vector<std::string> args;
+  char buffer[1024];
+  for (int i = 0;; ++i) {
+    int n = lws_hdr_copy_fragment(wsi, buffer, sizeof buffer, WSI_TOKEN_HTTP_URI_ARGS, i);
+    if (n < 0) break;
+    args.emplace_back(buffer, static_cast<std::size_t>(n));
+  }
+  return args;
+}
+
 // The value of one cookie in a Cookie header, or "".
 std::string cookie_value(std::string_view cookies, std::string_view name) {
   while (!cookies.empty()) {
@@ -365,7 +377,7 @@ struct Server::Impl final : SocketDriver {
     OpenParams params;
     params.path = header(wsi, WSI_TOKEN_GET_URI);
     params.app = app_for_path(params.path).value_or("");
-    params.query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    params.query = encode_query(query_args(wsi));
     static constexpr std::pair<const char*, lws_token_indexes> forwarded[] = {
         {"host", WSI_TOKEN_HOST},
         {"origin", WSI_TOKEN_ORIGIN},

@@ -366,3 +366,19 @@ TEST_CASE("close_all closes every socket after its queue") {
   CHECK(f.core.next_output(*b, out) == GatewayCore::Output::close);
   CHECK(b->close_code == close_code::going_away);
 }
+
+TEST_CASE("a socket whose worker died reports its close to another live worker") {
+  Fixture f;
+  f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
+  Session* s = f.open();
+  REQUIRE(s->worker == "w1");
+  std::string wsid = s->wsid;
+  f.hello("w2", {{"chat", proto::AppMode::shared, 0}}, 2500);
+  f.core.tick(3500);  // w1 silent since 0: dead; w2 heard at 2500: alive
+  REQUIRE(f.core.live_workers() == 1);
+  f.take("w2");
+  f.core.session_closed(*s, close_code::service_restart, "worker lost");
+  auto sent = f.take("w2");
+  REQUIRE(sent.size() == 1);
+  CHECK(std::get<proto::Close>(sent[0]).wsid == wsid);
+}

@@ -107,3 +107,10 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
   CHECK_FALSE(typo.config);
   CHECK(typo.message.find("SWITCHBOARD_LISTN") != std::string::npos);
 }
+
+TEST_CASE("decoded query arguments are re-encoded so '&' and '=' in values survive") {
+  CHECK(encode_query({}) == "");
+  CHECK(encode_query({"room=a&b"}) == "room=a%26b");
+  CHECK(encode_query({"room=x=y", "flag"}) == "room=x%3Dy&flag");
+  CHECK(encode_query({"room=Grüße 1"}) == "room=Gr%C3%BC%C3%9Fe%201");
+}
