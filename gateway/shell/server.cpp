@@ -250,9 +250,11 @@ struct Server::Impl final : SocketDriver {
       case LWS_CALLBACK_RECEIVE: return on_receive(wsi, pc, static_cast<const char*>(in), len);
       case LWS_CALLBACK_SERVER_WRITEABLE: return on_ws_writeable(wsi, pc);
       case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (pc && len >= 2) {
+        if (pc) {
           auto* bytes = static_cast<const unsigned char*>(in);
-          pc->peer_close_code = static_cast<std::uint16_t>(bytes[0] << 8 | bytes[1]);
+          // A close frame without a code is reported as 1005, no close frame at all as 1006.
+          pc->peer_close_code =
+              len >= 2 ? static_cast<std::uint16_t>(bytes[0] << 8 | bytes[1]) : close_code::no_status;
         }
         break;
       case LWS_CALLBACK_CLOSED: on_closed(pc); break;
