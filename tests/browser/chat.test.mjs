@@ -125,3 +125,12 @@ test('the room picker reconnects to another room', T, async () => {
   await alice.close();
   await bob.close();
 });
+
+// Last: it stops the gateway.
+test('the headline says disconnected when the gateway goes away', T, async () => {
+  const page = await openTab(uniqueRoom('bye'));
+  await stack.children.find((c) => c.name === 'gateway').stop();
+  await waitIn(page, () => /^CHAT - (disconnected|error)$/.test(document.getElementById('headline').textContent));
+  await waitIn(page, () => document.getElementById('headline').textContent === 'CHAT - disconnected');
+  await page.close();
+});

@@ -43,7 +43,7 @@ test('GET of an unknown path answers 404', T, async () => {
 
 test('a WebSocket upgrade to an unknown path is refused', T, async () => {
   const c = clients.add(new Client(`${stack.wsUrl}/nope`));
-  await assert.rejects(c.opened, 'upgrade to /nope must not open');
+  await assert.rejects(c.opened, /HTTP 404/, 'upgrade to /nope must be answered 404');
 });
 
 test('a message within --max-message-bytes is accepted', T, async () => {
@@ -124,3 +124,16 @@ test('the broadcast app fans out byte for byte to the room only', T, async () =>
   await outsider.take((m) => m.data.toString('utf8') === 'outsider probe', { what: 'outsider probe' });
   assert.equal(outsider.received.length, 1, 'outsider saw only its own probe');
 });
+
+// The app refuses in on_open (chat: room name over 64 bytes): the client must see the app's
+// close code and reason, not a dropped connection (1006).
+test('a socket the app refuses is closed with 1008 and the reason',
+     { ...T, todo: 'gateway drops the connection (client sees 1006) instead of sending the close frame' },
+     async () => {
+       const c = clients.add(new Client(`${stack.wsUrl}/chat?room=${'r'.repeat(65)}`));
+       await c.open();
+       const { code, reason } = await c.waitClose();
+       assert.equal(code, 1008);
+       assert.match(reason, /room/);
+       assert.equal(c.received.filter((m) => m.Type === 'Chat' || m.Type === 'userlist').length, 0);
+     });
