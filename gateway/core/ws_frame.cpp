@@ -26,4 +26,14 @@ std::string make_frame(std::string_view payload, bool binary) {
   return out;
 }
 
+void append_close_frame(std::string& out, std::uint16_t code, std::string_view reason) {
+  std::size_t keep = reason.size() < 123 ? reason.size() : 123;
+  while (keep > 0 && keep < reason.size() && (static_cast<unsigned char>(reason[keep]) & 0xc0) == 0x80) --keep;
+  out.push_back(static_cast<char>(0x88));
+  out.push_back(static_cast<char>(2 + keep));
+  out.push_back(static_cast<char>(code >> 8));
+  out.push_back(static_cast<char>(code & 0xff));
+  out.append(reason.substr(0, keep));
+}
+
 }  // namespace sb::gateway

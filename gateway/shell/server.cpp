@@ -16,6 +16,7 @@
 #include "common/wsid.hpp"
 #include "gateway/core/gateway_core.hpp"
 #include "gateway/core/routes.hpp"
+#include "gateway/core/ws_frame.hpp"
 
 namespace sb::gateway {
 
@@ -423,6 +424,7 @@ struct Server::Impl final : SocketDriver {
   int on_receive(struct lws* wsi, PerConnection* pc, const char* data, std::size_t len) {
     Session* s = pc ? pc->session : nullptr;
     if (!s) return -1;
+    if (pc->closing_by_us) return 0;  // we sent a close frame: later client data is moot
     // Refuse as soon as the frame header announces too much: nothing is buffered first.
     std::size_t remaining = lws_remaining_packet_payload(wsi);
     if (s->rx.size() + len + remaining > config.max_message_bytes) {
@@ -445,18 +447,28 @@ struct Server::Impl final : SocketDriver {
     Session* s = pc ? pc->session : nullptr;
     if (!s) return 0;
     s->writer_woken = false;
+    if (pc->closing_by_us) return 0;  // close frame sent; waiting for the client's answer
     write_buffer.assign(LWS_PRE, '\0');
     switch (core.next_output(*s, write_buffer)) {
       case GatewayCore::Output::none: return 0;
-      case GatewayCore::Output::close: return close_with(wsi, pc, s->close_code, s->close_reason);
+      case GatewayCore::Output::close:
+        // Returning -1 here makes lws 4.1 on libuv drop the socket without a close frame
+        // (it does send one when -1 comes from RECEIVE), so the close frame is ours: sent raw,
+        // then lws closes when the client answers it, or at the timeout.
+        pc->closing_by_us = true;
+        append_close_frame(write_buffer, s->close_code, s->close_reason);
+        lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+        break;
       case GatewayCore::Output::data: break;
     }
     // One lws_write per WRITEABLE; the frames are already complete, so they go out raw.
     std::size_t n = write_buffer.size() - LWS_PRE;
-    if (lws_write(wsi, reinterpret_cast<unsigned char*>(write_buffer.data()) + LWS_PRE, n, LWS_WRITE_RAW) <
-        static_cast<int>(n))
+    int written = lws_write(wsi, reinterpret_cast<unsigned char*>(write_buffer.data()) + LWS_PRE, n, LWS_WRITE_RAW);
+    if (written < static_cast<int>(n)) {
+      log::warn("write to ", s->wsid, " failed (", written, " of ", n, " bytes)");
       return -1;
-    if (!s->queue.empty() || s->closing || s->close_now) wake_writer(*s);
+    }
+    if (!pc->closing_by_us && (!s->queue.empty() || s->closing || s->close_now)) wake_writer(*s);
     return 0;
   }
 
@@ -556,7 +568,7 @@ Server::~Server() {
 
 int Server::run() {
   auto& s = *impl_;
-  lws_set_log_level(LLL_ERR, nullptr);  // lws warnings duplicate our own log lines
+  lws_set_log_level(getenv("SB_LWS_LOG") ? atoi(getenv("SB_LWS_LOG")) : LLL_ERR, nullptr);  // lws warnings duplicate our own log lines
   uv_loop_init(&s.loop);
   s.open_pool();
   s.start_lws();

@@ -127,9 +127,7 @@ test('the broadcast app fans out byte for byte to the room only', T, async () =>
 
 // The app refuses in on_open (chat: room name over 64 bytes): the client must see the app's
 // close code and reason, not a dropped connection (1006).
-test('a socket the app refuses is closed with 1008 and the reason',
-     { ...T, todo: 'gateway drops the connection (client sees 1006) instead of sending the close frame' },
-     async () => {
+test('a socket the app refuses is closed with 1008 and the reason', T, async () => {
        const c = clients.add(new Client(`${stack.wsUrl}/chat?room=${'r'.repeat(65)}`));
        await c.open();
        const { code, reason } = await c.waitClose();

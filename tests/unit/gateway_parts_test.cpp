@@ -114,3 +114,15 @@ TEST_CASE("decoded query arguments are re-encoded so '&' and '=' in values survi
   CHECK(encode_query({"room=x=y", "flag"}) == "room=x%3Dy&flag");
   CHECK(encode_query({"room=Grüße 1"}) == "room=Gr%C3%BC%C3%9Fe%201");
 }
+
+TEST_CASE("close frames carry the code and a reason cut to fit on a character boundary") {
+  std::string out;
+  append_close_frame(out, 1008, "bad room");
+  CHECK(out == std::string("\x88\x0a\x03\xf0" "bad room", 12));
+  std::string long_reason;
+  for (int i = 0; i < 70; ++i) long_reason += "é";  // 140 bytes of 2-byte characters
+  std::string cut;
+  append_close_frame(cut, 1000, long_reason);
+  CHECK(static_cast<unsigned char>(cut[1]) == 2 + 122);  // 123 would split a character
+  CHECK(cut.size() == 4 + 122);
+}
