@@ -51,7 +51,7 @@ struct Encoder {
   void operator()(const Heartbeat&) { begin(p, Kind::heartbeat, 0); }
   void operator()(const Bye&) { begin(p, Kind::bye, 0); }
   void operator()(const Open& m) {
-    begin(p, Kind::open, 7);
+    begin(p, Kind::open, 9);
     pack_str(p, m.wsid);
     pack_str(p, m.app);
     pack_str(p, m.path);
@@ -63,6 +63,8 @@ struct Encoder {
     }
     pack_str(p, m.session_id);
     pack_str(p, m.remote_address);
+    p.pack(m.resume);
+    p.pack(m.acked_seq);
   }
   void operator()(const Message& m) {
     begin(p, Kind::message, 4);
@@ -82,11 +84,12 @@ struct Encoder {
     pack_str(p, m.wsid);
   }
   void operator()(const Write& m) {
-    begin(p, Kind::write, 3);
+    begin(p, Kind::write, 4);
     p.pack_array(static_cast<std::uint32_t>(m.targets.size()));
     for (const auto& t : m.targets) pack_str(p, t);
     p.pack(m.binary);
     pack_bin(p, m.payload);
+    pack_str(p, m.dedupe_key);
   }
   void operator()(const End& m) {
     begin(p, Kind::end, 3);
@@ -105,11 +108,12 @@ struct Encoder {
     pack_str(p, m.topic);
   }
   void operator()(const Publish& m) {
-    begin(p, Kind::publish, 4);
+    begin(p, Kind::publish, 5);
     pack_str(p, m.topic);
     p.pack(m.binary);
     pack_bin(p, m.payload);
     pack_str(p, m.except_wsid);
+    pack_str(p, m.dedupe_key);
   }
   void operator()(const Query& m) {
     begin(p, Kind::query, 1);
@@ -191,6 +195,8 @@ class FieldReader {
     return false;
   }
   const std::string& error() const { return error_; }
+  // Fields added after version 1 shipped are optional: absent means the default.
+  bool has_more() const { return index_ < array_.size; }
 
  private:
   const msgpack::object* next(const char* field) {
@@ -283,6 +289,7 @@ Decoded decode_object(const msgpack::object& root) {
       bool ok = r.str(m.wsid, "wsid") && r.str(m.app, "app") && r.str(m.path, "path") && r.str(m.query, "query") &&
                 read_headers(r, r.map("headers"), m.headers) && r.str(m.session_id, "session_id") &&
                 r.str(m.remote_address, "remote_address");
+      if (ok && r.has_more()) ok = r.boolean(m.resume, "resume") && r.uint(m.acked_seq, "acked_seq");
       return finish(r, std::move(m), ok);
     }
     case Kind::message: {
@@ -305,6 +312,7 @@ Decoded decode_object(const msgpack::object& root) {
       Write m;
       bool ok = read_str_list(r, r.array("targets"), m.targets, "targets") && r.boolean(m.binary, "binary") &&
                 r.bytes(m.payload, "payload");
+      if (ok && r.has_more()) ok = r.str(m.dedupe_key, "dedupe_key");
       return finish(r, std::move(m), ok);
     }
     case Kind::end: {
@@ -326,6 +334,7 @@ Decoded decode_object(const msgpack::object& root) {
       Publish m;
       bool ok = r.str(m.topic, "topic") && r.boolean(m.binary, "binary") && r.bytes(m.payload, "payload") &&
                 r.str(m.except_wsid, "except_wsid");
+      if (ok && r.has_more()) ok = r.str(m.dedupe_key, "dedupe_key");
       return finish(r, std::move(m), ok);
     }
     case Kind::query: {

@@ -11,6 +11,9 @@ struct Write {
   std::vector<std::string> targets;
   bool binary = false;
   std::string payload;
+  // Non-empty: the gateway delivers a key once; a repeat (a re-processed event after a worker
+  // failover) is dropped and counted. Keys are remembered for a bounded window.
+  std::string dedupe_key;
 };
 
 // Close a socket after its queued writes (IRIS EndServer).
@@ -37,6 +40,7 @@ struct Publish {
   bool binary = false;
   std::string payload;
   std::string except_wsid;  // empty: nobody excluded
+  std::string dedupe_key;   // as in Write
 };
 
 // "Is this WSID still open?" answered by Status.

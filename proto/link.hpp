@@ -33,6 +33,8 @@ struct Welcome {
 
 struct Heartbeat {};
 
+// worker -> gateway: draining, send me no new sockets and move mine elsewhere.
+// gateway -> worker: done, your sockets are handed to other workers; you may exit.
 struct Bye {};
 
 }  // namespace sb::proto

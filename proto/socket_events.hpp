@@ -16,6 +16,10 @@ struct Open {
   std::vector<std::pair<std::string, std::string>> headers;  // selected, lower-case names
   std::string session_id;
   std::string remote_address;
+  // Take-over (issue 3): the socket was accepted earlier by a worker that is gone or draining.
+  // The new worker registers it without calling on_open; events after acked_seq follow.
+  bool resume = false;
+  std::uint64_t acked_seq = 0;
 };
 
 struct Message {
