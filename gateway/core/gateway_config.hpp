@@ -23,6 +23,10 @@ struct GatewayConfig {
   int pool_hwm = 100000;                         // ZMQ high-water mark (messages) per peer, both ways
   int pool_linger_ms = 200;                      // do not hang on exit with unsent pool messages
   std::size_t pool_drain_batch = 2048;           // pool messages handled per loop turn before yielding to sockets
+  std::size_t max_unacked_bytes = 256 * 1024;    // per socket: client reads pause past this until workers ACK
+  std::size_t max_unacked_events = 256;          // same, counted in events
+  std::size_t max_closed_pending = 100000;       // closed sockets kept for a worker's on_close; oldest dropped
+  std::size_t dedupe_window = 65536;             // dedupe keys remembered (a few seconds of room traffic)
   std::string log_level = "info";
 };
 

@@ -25,9 +25,26 @@ Session* GatewayCore::find(std::string_view wsid) {
   return it == sessions_.end() ? nullptr : it->second.get();
 }
 
+Session* GatewayCore::find_any(const std::string& wsid) {
+  if (auto it = sessions_.find(wsid); it != sessions_.end()) return it->second.get();
+  if (auto it = closed_.find(wsid); it != closed_.end()) return it->second.get();
+  return nullptr;
+}
+
 void GatewayCore::send(const std::string& routing_id, const proto::Envelope& envelope) {
   proto::encode_into(envelope, outbox_[routing_id].emplace_back());
   ++outbox_pending_;
+}
+
+// Keeps the event until it is acknowledged, and sends it if the session has a worker.
+void GatewayCore::send_event(Session& session, proto::Envelope&& event, std::uint64_t seq) {
+  PendingEvent pending{seq, proto::encode(event)};
+  session.unacked_bytes += pending.body.size();
+  if (!session.worker.empty()) {
+    outbox_[session.worker].push_back(pending.body);
+    ++outbox_pending_;
+  }
+  session.unacked.push_back(std::move(pending));
 }
 
 Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
@@ -40,6 +57,9 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
   auto session = std::make_unique<Session>();
   session->wsid = make_wsid(config_.gateway_id, epoch_, next_counter_++);
   session->app = params.app;
+  session->query = params.query;
+  const proto::AppInfo* info = workers_.app_info(params.app);
+  session->dedicated = info && info->mode == proto::AppMode::dedicated;
   session->worker = worker->routing_id;
   session->transport = params.transport;
   session->last_activity_ms = now_ms;
@@ -64,19 +84,16 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
 
 void GatewayCore::client_message(Session& session, bool binary, std::string payload, std::int64_t now_ms) {
   session.last_activity_ms = now_ms;
-  if (session.worker.empty()) {
-    // Its worker died; issue 3 re-homes the socket, until then the message cannot be served.
-    ++counters_.messages_no_worker;
-    log::warn("dropping message on ", session.wsid, ": its worker is gone");
-    return;
-  }
-  proto::Message message;
-  message.wsid = session.wsid;
-  message.seq = session.next_seq++;
-  message.binary = binary;
-  message.payload = std::move(payload);
-  send(session.worker, message);
+  std::uint64_t seq = session.next_seq++;
+  send_event(session, proto::Message{session.wsid, seq, binary, std::move(payload)}, seq);
   ++counters_.messages_in;
+  // Backpressure instead of loss: stop reading this client until the workers catch up.
+  if (!session.reading_paused && (session.unacked_bytes > config_.max_unacked_bytes ||
+                                  session.unacked.size() > config_.max_unacked_events)) {
+    session.reading_paused = true;
+    ++counters_.reads_paused;
+    driver_.set_reading(session, false);
+  }
 }
 
 void GatewayCore::session_closed(Session& session, std::uint16_t code, std::string_view reason) {
@@ -87,16 +104,28 @@ void GatewayCore::session_closed(Session& session, std::uint16_t code, std::stri
     members.erase(std::remove(members.begin(), members.end(), &session), members.end());
     if (members.empty()) topics_.erase(it);
   }
-  if (!session.worker.empty()) {
+  session.topics.clear();
+  session.queue.clear();
+  session.transport = nullptr;
+  if (!session.worker.empty())
     if (auto* w = workers_.find(session.worker); w && w->sockets > 0) --w->sockets;
-    send(session.worker, proto::Close{session.wsid, code, std::string(reason)});
-  } else if (WorkerEntry* other = workers_.pick(session.app)) {
-    // Its worker died: another one still learns of the close so the store forgets the socket.
-    send(other->routing_id, proto::Close{session.wsid, code, std::string(reason)});
-  }
+  std::uint64_t seq = session.next_seq++;
+  send_event(session, proto::Close{session.wsid, code, std::string(reason)}, seq);
+  if (session.worker.empty()) take_over(session);
   ++counters_.sockets_closed;
   log::debug("closed ", session.wsid, " code=", code);
-  sessions_.erase(session.wsid);  // destroys `session`
+
+  auto node = sessions_.extract(session.wsid);
+  closed_order_.push_back(node.key());
+  closed_.insert(std::move(node));
+  // Bounded: with no worker for a long time the oldest closes are given up, and counted.
+  while (closed_.size() > config_.max_closed_pending && !closed_order_.empty()) {
+    if (closed_.erase(closed_order_.front())) {
+      ++counters_.orphan_closes_dropped;
+      log::warn("dropping the close of ", closed_order_.front(), ": no worker acknowledged it in time");
+    }
+    closed_order_.pop_front();
+  }
 }
 
 GatewayCore::Output GatewayCore::next_output(Session& session, std::string& buffer) {
@@ -109,11 +138,15 @@ GatewayCore::Output GatewayCore::next_output(Session& session, std::string& buff
 }
 
 void GatewayCore::close_soon(Session& session, std::uint16_t code, std::string reason) {
-  if (session.closing || session.close_now) return;
+  if (session.closing || session.close_now || !session.transport) return;
   session.closing = true;
   session.close_code = code;
   session.close_reason = std::move(reason);
   driver_.wake_writer(session);
+}
+
+void GatewayCore::close_all(std::uint16_t code, const std::string& reason) {
+  for (auto& [wsid, session] : sessions_) close_soon(*session, code, reason);
 }
 
 void GatewayCore::enqueue(Session& session, const Frame& frame) {
@@ -155,7 +188,23 @@ void GatewayCore::unsubscribe(Session& session, const std::string& topic) {
   if (members.empty()) topics_.erase(it);
 }
 
+bool GatewayCore::first_delivery(const std::string& dedupe_key) {
+  if (dedupe_key.empty()) return true;
+  if (!recent_keys_.insert(dedupe_key).second) {
+    ++counters_.duplicates_suppressed;
+    log::debug("suppressed repeated delivery ", dedupe_key);
+    return false;
+  }
+  recent_key_order_.push_back(dedupe_key);
+  if (recent_key_order_.size() > config_.dedupe_window) {
+    recent_keys_.erase(recent_key_order_.front());
+    recent_key_order_.pop_front();
+  }
+  return true;
+}
+
 void GatewayCore::on_write(const std::string& from, proto::Write& write) {
+  if (!first_delivery(write.dedupe_key)) return;
   auto frame = std::make_shared<const std::string>(make_frame(write.payload, write.binary));
   for (const auto& wsid : write.targets) {
     if (Session* s = find(wsid)) enqueue(*s, frame);
@@ -164,12 +213,121 @@ void GatewayCore::on_write(const std::string& from, proto::Write& write) {
 }
 
 void GatewayCore::on_publish(proto::Publish& publish) {
+  if (!first_delivery(publish.dedupe_key)) return;
   auto it = topics_.find(publish.topic);
   if (it == topics_.end()) return;
   auto frame = std::make_shared<const std::string>(make_frame(publish.payload, publish.binary));
-  // Copy: a full queue closes a socket, but closing happens later, so the list stays valid.
+  // enqueue never changes topic membership (a full queue closes the socket later), so the
+  // subscriber list stays valid while we walk it.
   for (Session* s : it->second)
     if (publish.except_wsid.empty() || s->wsid != publish.except_wsid) enqueue(*s, frame);
+}
+
+void GatewayCore::on_ack(const std::string& from, const proto::Ack& ack) {
+  Session* s = find_any(ack.wsid);
+  if (!s) return;  // acknowledged already and forgotten
+  if (s->worker != from) {
+    ++counters_.acks_ignored;  // a worker that lost the socket (moved while it was stopped)
+    return;
+  }
+  ++counters_.acks;
+  if (ack.seq > s->acked_seq) s->acked_seq = ack.seq;
+  auto done = std::find_if(s->unacked.begin(), s->unacked.end(),
+                           [&](const PendingEvent& e) { return e.seq > ack.seq; });
+  for (auto it = s->unacked.begin(); it != done; ++it) s->unacked_bytes -= it->body.size();
+  s->unacked.erase(s->unacked.begin(), done);
+  if (s->reading_paused && s->unacked_bytes <= config_.max_unacked_bytes / 2 &&
+      s->unacked.size() <= config_.max_unacked_events / 2) {
+    s->reading_paused = false;
+    if (s->transport) driver_.set_reading(*s, true);
+  }
+  if (!s->transport && s->unacked.empty()) {
+    closed_.erase(ack.wsid);  // its CLOSE is acknowledged: on_close ran
+    if (closed_order_.size() > 2 * closed_.size() + 1024) {
+      std::deque<std::string> live;
+      for (auto& wsid : closed_order_)
+        if (closed_.count(wsid)) live.push_back(std::move(wsid));
+      closed_order_.swap(live);
+    }
+  }
+}
+
+bool GatewayCore::take_over(Session& session) {
+  WorkerEntry* worker = workers_.pick(session.app);
+  if (!worker) return false;
+  session.worker = worker->routing_id;
+  if (session.transport) ++worker->sockets;
+  proto::Open open;
+  open.wsid = session.wsid;
+  open.app = session.app;
+  open.query = session.query;
+  open.resume = true;
+  open.acked_seq = session.acked_seq;
+  send(session.worker, open);
+  for (const auto& event : session.unacked) {
+    outbox_[session.worker].push_back(event.body);
+    ++outbox_pending_;
+  }
+  ++counters_.sessions_moved;
+  counters_.events_resent += session.unacked.size();
+  return true;
+}
+
+void GatewayCore::take_over_waiting() {
+  std::size_t moved = 0;
+  for (auto* map : {&sessions_, &closed_})
+    for (auto& [wsid, session] : *map)
+      if (session->worker.empty() && take_over(*session)) ++moved;
+  if (moved) log::info(moved, " sockets waiting for a worker were taken over");
+}
+
+void GatewayCore::release_worker(const std::string& routing_id, bool dead) {
+  if (dead) outbox_.erase(routing_id);  // nothing more can reach it
+  std::size_t moved = 0, waiting = 0, closed = 0;
+  for (auto* map : {&sessions_, &closed_}) {
+    for (auto& [wsid, session] : *map) {
+      if (session->worker != routing_id) continue;
+      session->worker.clear();
+      if (session->dedicated && session->transport) {
+        // Pinned to that worker: the browser must reconnect. Its CLOSE still reaches a worker.
+        ++counters_.dedicated_closed;
+        ++closed;
+        close_soon(*session, close_code::service_restart, "worker lost");
+      }
+      if (take_over(*session)) ++moved;
+      else ++waiting;
+    }
+  }
+  log::warn("worker '", routing_id, "' ", dead ? "lost" : "drained", ": ", moved, " sockets moved, ", waiting,
+            " waiting for a worker, ", closed, " dedicated sockets closed with 1012");
+}
+
+void GatewayCore::on_bye(const std::string& from) {
+  WorkerEntry* w = workers_.find(from);
+  if (!w) return;
+  w->draining = true;
+  ++counters_.workers_drained;
+  release_worker(from, false);
+  send(from, proto::Bye{});  // released: it may exit
+}
+
+void GatewayCore::worker_unreachable(const std::string& routing_id) {
+  if (!workers_.find(routing_id)) return;
+  workers_.remove(routing_id);
+  ++counters_.workers_lost;
+  release_worker(routing_id, true);
+}
+
+void GatewayCore::welcome_stranger(const std::string& routing_id, std::int64_t now_ms) {
+  if (strangers_welcomed_.size() > 10000) strangers_welcomed_.clear();
+  auto [it, fresh] = strangers_welcomed_.try_emplace(routing_id, now_ms);
+  if (!fresh) {
+    if (now_ms - it->second < static_cast<std::int64_t>(config_.heartbeat_ms)) return;
+    it->second = now_ms;
+  }
+  ++counters_.welcomes_unsolicited;
+  log::info("traffic from unknown worker '", routing_id, "': asking it to register again");
+  send(routing_id, proto::Welcome{proto::protocol_version, config_.gateway_id, epoch_, config_.heartbeat_ms});
 }
 
 void GatewayCore::pool_message(const std::string& routing_id, std::string_view body, std::int64_t now_ms) {
@@ -184,34 +342,34 @@ void GatewayCore::pool_message(const std::string& routing_id, std::string_view b
   handle(routing_id, std::move(decoded.envelope()), now_ms);
 }
 
+void GatewayCore::on_hello(const std::string& routing_id, proto::Hello& hello, std::int64_t now_ms) {
+  if (hello.version != proto::protocol_version) {
+    ++counters_.pool_unexpected;
+    log::error("worker '", routing_id, "' speaks protocol ", hello.version, ", we speak ", proto::protocol_version,
+               ": ignored");
+    return;
+  }
+  bool known = workers_.find(routing_id) != nullptr;
+  auto& entry = workers_.register_worker(routing_id, std::move(hello.apps), now_ms);
+  strangers_welcomed_.erase(routing_id);
+  for (const auto& a : entry.apps) known_apps_.insert(a.name);
+  send(routing_id, proto::Welcome{proto::protocol_version, config_.gateway_id, epoch_, config_.heartbeat_ms});
+  if (!known) {
+    ++counters_.workers_registered;
+    std::string names;
+    for (const auto& a : entry.apps) names += (names.empty() ? "" : ",") + a.name;
+    log::info("worker '", routing_id, "' joined, apps: ", names);
+    take_over_waiting();
+  }
+}
+
 void GatewayCore::handle(const std::string& routing_id, proto::Envelope&& envelope, std::int64_t now_ms) {
-  if (auto* hello = std::get_if<proto::Hello>(&envelope)) {
-    if (hello->version != proto::protocol_version) {
-      ++counters_.pool_unexpected;
-      log::error("worker '", routing_id, "' speaks protocol ", hello->version, ", we speak ",
-                 proto::protocol_version, ": ignored");
-      return;
-    }
-    bool known = workers_.find(routing_id) != nullptr;
-    auto& entry = workers_.register_worker(routing_id, std::move(hello->apps), now_ms);
-    for (const auto& a : entry.apps) known_apps_.insert(a.name);
-    if (!known) {
-      ++counters_.workers_registered;
-      std::string names;
-      for (const auto& a : entry.apps) names += (names.empty() ? "" : ",") + a.name;
-      log::info("worker '", routing_id, "' joined, apps: ", names);
-    }
-    send(routing_id, proto::Welcome{proto::protocol_version, config_.gateway_id, epoch_, config_.heartbeat_ms});
-    return;
-  }
+  if (auto* hello = std::get_if<proto::Hello>(&envelope)) return on_hello(routing_id, *hello, now_ms);
+  // A worker we declared dead (or that knew this gateway before a restart) must register again.
+  if (!workers_.find(routing_id)) welcome_stranger(routing_id, now_ms);
   if (std::holds_alternative<proto::Heartbeat>(envelope)) return;  // liveness already noted
-  if (std::holds_alternative<proto::Bye>(envelope)) {
-    if (auto* w = workers_.find(routing_id)) {
-      w->draining = true;
-      log::info("worker '", routing_id, "' is draining");
-    }
-    return;
-  }
+  if (std::holds_alternative<proto::Bye>(envelope)) return on_bye(routing_id);
+  if (auto* ack = std::get_if<proto::Ack>(&envelope)) return on_ack(routing_id, *ack);
   // Commands: accepted from any connected worker, for any WSID this gateway holds.
   if (auto* write = std::get_if<proto::Write>(&envelope)) return on_write(routing_id, *write);
   if (auto* publish = std::get_if<proto::Publish>(&envelope)) return on_publish(*publish);
@@ -234,39 +392,18 @@ void GatewayCore::handle(const std::string& routing_id, proto::Envelope&& envelo
     send(routing_id, proto::Status{query->wsid, find(query->wsid) != nullptr});
     return;
   }
-  if (std::holds_alternative<proto::Ack>(envelope)) return;  // issue 3: re-send window
   ++counters_.pool_unexpected;
   log::warn("worker '", routing_id, "' sent ", proto::kind_name(proto::kind_of(envelope)),
             ", which only a gateway sends: ignored");
 }
 
-void GatewayCore::lose_worker(const std::string& routing_id) {
-  ++counters_.workers_lost;
-  std::size_t lost = 0;
-  for (auto& [wsid, session] : sessions_) {
-    if (session->worker != routing_id) continue;
-    session->worker.clear();
-    ++lost;
-    // Without failover (issue 3) the socket cannot be served any more: tell the browser.
-    close_soon(*session, close_code::service_restart, "worker lost");
-  }
-  counters_.sockets_lost_with_worker += lost;
-  outbox_.erase(routing_id);
-  log::warn("worker '", routing_id, "' lost; ", lost, " sockets closed with 1012");
-}
-
-void GatewayCore::worker_unreachable(const std::string& routing_id) {
-  if (!workers_.find(routing_id)) return;
-  workers_.remove(routing_id);
-  lose_worker(routing_id);
-}
-
-void GatewayCore::close_all(std::uint16_t code, const std::string& reason) {
-  for (auto& [wsid, session] : sessions_) close_soon(*session, code, reason);
-}
-
 void GatewayCore::tick(std::int64_t now_ms) {
-  for (const auto& dead : workers_.expire(now_ms, config_.worker_dead_ms)) lose_worker(dead);
+  for (const auto& dead : workers_.expire(now_ms, config_.worker_dead_ms)) {
+    ++counters_.workers_lost;
+    counters_.failover_detect_ms_last = static_cast<std::uint64_t>(now_ms - dead.last_heard_ms);
+    log::warn("worker '", dead.routing_id, "' silent for ", now_ms - dead.last_heard_ms, " ms: declared dead");
+    release_worker(dead.routing_id, true);
+  }
   if (now_ms - last_heartbeat_ms_ >= config_.heartbeat_ms) {
     last_heartbeat_ms_ = now_ms;
     for (const auto& [id, w] : workers_.all()) send(id, proto::Heartbeat{});

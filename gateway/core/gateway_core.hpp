@@ -1,10 +1,15 @@
-// The gateway's state machine: sessions, their worker affinity, topics, and the pool protocol.
-// Pure: no lws/zmq. The shell feeds it socket and pool events and carries out what it asks
-// (wake a socket's writer, flush the per-worker outbox). Everything here is owned by the
-// gateway's single loop thread.
+// The gateway's state machine: sessions, their worker affinity, topics, the pool protocol and
+// failover. Pure: no lws/zmq. The shell feeds it socket and pool events and carries out what
+// it asks (wake a socket's writer, pause its reading, flush the per-worker outbox). Everything
+// here is owned by the gateway's single loop thread.
+//
+// Delivery to workers is at-least-once: every event (MESSAGE, CLOSE) is kept until the
+// session's worker ACKs it. When that worker dies, drains or becomes unreachable, the session
+// moves to another worker: OPEN{resume, acked_seq}, then the unacknowledged events in order.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,11 +25,23 @@
 
 namespace sb::gateway {
 
+// An event sent to a worker and not yet acknowledged.
+struct PendingEvent {
+  std::uint64_t seq;
+  std::string body;  // encoded MESSAGE or CLOSE
+};
+
 struct Session {
   std::string wsid;
   std::string app;
-  std::string worker;             // routing id of the worker serving it; "" once that worker is gone
-  std::uint64_t next_seq = 1;     // sequence number of the next MESSAGE
+  std::string query;              // kept for take-over OPENs
+  bool dedicated = false;         // pinned: its worker's loss closes the socket (1012)
+  std::string worker;             // routing id of the worker serving it; "" while none is live
+  std::uint64_t next_seq = 1;     // sequence number of the next event (MESSAGE, then CLOSE)
+  std::uint64_t acked_seq = 0;    // highest seq the current worker acknowledged
+  std::vector<PendingEvent> unacked;  // oldest first; usually 0-2 entries
+  std::size_t unacked_bytes = 0;
+  bool reading_paused = false;    // client reads paused: too much unacknowledged
   SendQueue queue;
   std::vector<std::string> topics;
   bool closing = false;           // close once the queue is flushed (END, dedicated worker lost)
@@ -33,7 +50,7 @@ struct Session {
   std::string close_reason;
   std::int64_t last_activity_ms = 0;  // for idle events
   // Owned by the shell (I/O state, never read by the core):
-  void* transport = nullptr;      // struct lws*
+  void* transport = nullptr;      // struct lws*; nullptr once the socket is gone
   bool writer_woken = false;      // a WRITEABLE callback is already requested
   bool rx_binary = false;         // opcode of the message being reassembled
   std::string rx;                 // the message being reassembled
@@ -43,7 +60,8 @@ struct Session {
 class SocketDriver {
  public:
   virtual ~SocketDriver() = default;
-  virtual void wake_writer(Session& session) = 0;  // ask for a WRITEABLE callback
+  virtual void wake_writer(Session& session) = 0;               // ask for a WRITEABLE callback
+  virtual void set_reading(Session& session, bool enabled) = 0;  // rx flow control
 };
 
 struct OpenParams {
@@ -61,18 +79,27 @@ struct Counters {
   std::uint64_t sockets_opened = 0;
   std::uint64_t sockets_closed = 0;
   std::uint64_t refused_no_worker = 0;
-  std::uint64_t messages_in = 0;           // client messages forwarded to workers
-  std::uint64_t messages_no_worker = 0;    // client messages with no worker to take them (dropped)
-  std::uint64_t frames_queued = 0;         // frames put on socket queues
+  std::uint64_t messages_in = 0;            // client messages accepted for the workers
+  std::uint64_t reads_paused = 0;           // sockets paused: unacknowledged window full
+  std::uint64_t frames_queued = 0;          // frames put on socket queues
   std::uint64_t bytes_queued = 0;
-  std::uint64_t slow_consumer_closes = 0;  // frames refused because a queue was full
+  std::uint64_t slow_consumer_closes = 0;   // frames refused because a queue was full
   std::uint64_t gone_sent = 0;
   std::uint64_t pool_messages_in = 0;
   std::uint64_t pool_decode_errors = 0;
-  std::uint64_t pool_unexpected = 0;       // well-formed but wrong direction / unknown worker
+  std::uint64_t pool_unexpected = 0;        // well-formed but wrong direction or version
+  std::uint64_t welcomes_unsolicited = 0;   // traffic from a worker we do not know: told to re-HELLO
   std::uint64_t workers_registered = 0;
   std::uint64_t workers_lost = 0;
-  std::uint64_t sockets_lost_with_worker = 0;
+  std::uint64_t workers_drained = 0;
+  std::uint64_t failover_detect_ms_last = 0;  // last heard -> declared dead
+  std::uint64_t sessions_moved = 0;         // take-overs sent
+  std::uint64_t events_resent = 0;          // unacknowledged events sent again on a take-over
+  std::uint64_t dedicated_closed = 0;       // dedicated sockets closed with 1012
+  std::uint64_t acks = 0;
+  std::uint64_t acks_ignored = 0;           // from a worker that no longer serves the socket
+  std::uint64_t duplicates_suppressed = 0;  // WRITE/PUBLISH with a dedupe key seen before
+  std::uint64_t orphan_closes_dropped = 0;  // closed sockets dropped before any worker took them
   std::uint64_t idle_events = 0;
 };
 
@@ -84,6 +111,8 @@ class GatewayCore {
   std::uint64_t epoch() const { return epoch_; }
   const Counters& counters() const { return counters_; }
   std::size_t session_count() const { return sessions_.size(); }
+  // Closed sockets whose CLOSE no worker has acknowledged yet.
+  std::size_t closed_pending() const { return closed_.size(); }
   std::size_t live_workers() const { return workers_.size(); }
   // known: some worker has declared the app since this gateway started (else 404);
   // available: a live, non-draining worker serves it now (else 503).
@@ -94,7 +123,8 @@ class GatewayCore {
   // A new WebSocket for an app. nullptr when no live worker serves the app (counted).
   Session* open_session(OpenParams params, std::int64_t now_ms);
   void client_message(Session& session, bool binary, std::string payload, std::int64_t now_ms);
-  // The socket is gone (either side closed it). Frees the session.
+  // The socket is gone (either side closed it). The session leaves the open set at once; its
+  // CLOSE stays until a worker acknowledges it.
   void session_closed(Session& session, std::uint16_t code, std::string_view reason);
 
   // What the shell should do on WRITEABLE.
@@ -119,15 +149,26 @@ class GatewayCore {
 
  private:
   void send(const std::string& routing_id, const proto::Envelope& envelope);
+  void send_event(Session& session, proto::Envelope&& event, std::uint64_t seq);
   void enqueue(Session& session, const Frame& frame);
   void handle(const std::string& routing_id, proto::Envelope&& envelope, std::int64_t now_ms);
+  void on_hello(const std::string& routing_id, proto::Hello& hello, std::int64_t now_ms);
   void on_write(const std::string& from, proto::Write& write);
   void on_publish(proto::Publish& publish);
+  void on_ack(const std::string& from, const proto::Ack& ack);
+  void on_bye(const std::string& from);
+  bool first_delivery(const std::string& dedupe_key);
   void subscribe(Session& session, const std::string& topic);
   void unsubscribe(Session& session, const std::string& topic);
   void gone(const std::string& routing_id, const std::string& wsid);
-  void lose_worker(const std::string& routing_id);
+  // Moves every session of a lost or draining worker; `dead` says it cannot answer any more.
+  void release_worker(const std::string& routing_id, bool dead);
+  // Gives a session without a worker to a live one: OPEN{resume} then its unacked events.
+  bool take_over(Session& session);
+  void take_over_waiting();
   void close_soon(Session& session, std::uint16_t code, std::string reason);
+  void welcome_stranger(const std::string& routing_id, std::int64_t now_ms);
+  Session* find_any(const std::string& wsid);  // open or closed-pending
 
   GatewayConfig config_;
   std::uint64_t epoch_;
@@ -136,10 +177,16 @@ class GatewayCore {
   std::int64_t last_heartbeat_ms_ = 0;
   WorkerRegistry workers_;
   std::unordered_set<std::string> known_apps_;
-  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;  // by WSID
-  std::unordered_map<std::string, std::vector<Session*>> topics_;        // topic -> subscribers
+  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;  // open sockets, by WSID
+  std::unordered_map<std::string, std::unique_ptr<Session>> closed_;    // closed, CLOSE not acked
+  std::deque<std::string> closed_order_;                                // oldest first, for the cap
+  std::size_t waiting_for_worker_ = 0;  // sessions (open or closed) with no worker
+  std::unordered_map<std::string, std::vector<Session*>> topics_;       // topic -> subscribers
   std::unordered_map<std::string, std::vector<std::string>> outbox_;
   std::size_t outbox_pending_ = 0;
+  std::unordered_set<std::string> recent_keys_;  // dedupe keys delivered lately
+  std::deque<std::string> recent_key_order_;
+  std::unordered_map<std::string, std::int64_t> strangers_welcomed_;  // routing id -> when
   proto::DecodeLimits limits_;
   Counters counters_;
 };

@@ -45,11 +45,11 @@ const proto::AppInfo* WorkerRegistry::app_info(std::string_view app) const {
   return nullptr;
 }
 
-std::vector<std::string> WorkerRegistry::expire(std::int64_t now_ms, std::int64_t dead_after_ms) {
-  std::vector<std::string> dead;
+std::vector<WorkerEntry> WorkerRegistry::expire(std::int64_t now_ms, std::int64_t dead_after_ms) {
+  std::vector<WorkerEntry> dead;
   for (const auto& [id, w] : workers_)
-    if (now_ms - w.last_heard_ms > dead_after_ms) dead.push_back(id);
-  for (const auto& id : dead) workers_.erase(id);
+    if (now_ms - w.last_heard_ms > dead_after_ms) dead.push_back(w);
+  for (const auto& w : dead) workers_.erase(w.routing_id);
   return dead;
 }
 

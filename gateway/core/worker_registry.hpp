@@ -28,8 +28,8 @@ class WorkerRegistry {
   WorkerEntry* pick(std::string_view app);
   // The app's declared settings (from any worker serving it), or nullptr if nobody serves it.
   const proto::AppInfo* app_info(std::string_view app) const;
-  // Removes workers silent for longer than dead_after_ms; returns their routing ids.
-  std::vector<std::string> expire(std::int64_t now_ms, std::int64_t dead_after_ms);
+  // Removes workers silent for longer than dead_after_ms; returns them.
+  std::vector<WorkerEntry> expire(std::int64_t now_ms, std::int64_t dead_after_ms);
   void remove(const std::string& routing_id);
   std::size_t size() const { return workers_.size(); }
   const std::unordered_map<std::string, WorkerEntry>& all() const { return workers_; }

@@ -110,6 +110,11 @@ struct Server::Impl final : SocketDriver {
   std::uint64_t pool_send_dropped = 0;  // bodies not sent: worker unreachable or over HWM
   std::uint64_t too_big_closes = 0;
   std::uint64_t refused_handshakes = 0;
+  // Lateness of the periodic tick: how long something blocked the loop.
+  std::uint64_t tick_period_ms = 250;
+  std::int64_t tick_due_ms = 0;
+  std::uint64_t loop_drift_last_ms = 0;
+  std::uint64_t loop_drift_max_ms = 0;
   struct lws_protocols protocols[2]{};
 
   explicit Impl(const GatewayConfig& c) : config(c), core(c, new_epoch(), *this) {}
@@ -119,6 +124,20 @@ struct Server::Impl final : SocketDriver {
     if (session.writer_woken || !session.transport) return;
     session.writer_woken = true;
     lws_callback_on_writable(static_cast<struct lws*>(session.transport));
+  }
+  void set_reading(Session& session, bool enabled) override {
+    if (session.transport) lws_rx_flow_control(static_cast<struct lws*>(session.transport), enabled ? 1 : 0);
+  }
+
+  void on_tick() {
+    auto now = now_ms();
+    auto period = static_cast<std::int64_t>(tick_period_ms);
+    if (tick_due_ms != 0) {
+      loop_drift_last_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - tick_due_ms));
+      loop_drift_max_ms = std::max(loop_drift_max_ms, loop_drift_last_ms);
+    }
+    tick_due_ms = now + period;
+    core.tick(now);
   }
 
   // --- pool ---
@@ -270,29 +289,45 @@ struct Server::Impl final : SocketDriver {
     body += core.live_workers() ? "ok" : "no workers";
     body += "\",\"gateway_id\":\"" + config.gateway_id + "\",\"epoch\":" + std::to_string(core.epoch()) +
             ",\"workers\":" + std::to_string(core.live_workers()) +
-            ",\"sockets\":" + std::to_string(core.session_count()) + ",\"counters\":{";
-    auto add = [&](const char* name, std::uint64_t value, bool last = false) {
-      body += "\"" + std::string(name) + "\":" + std::to_string(value) + (last ? "" : ",");
+            ",\"sockets\":" + std::to_string(core.session_count()) +
+            ",\"closed_pending\":" + std::to_string(core.closed_pending()) + ",\"counters\":{";
+    const std::pair<const char*, std::uint64_t> counters[] = {
+        {"sockets_opened", c.sockets_opened},
+        {"sockets_closed", c.sockets_closed},
+        {"refused_no_worker", c.refused_no_worker},
+        {"refused_handshakes", refused_handshakes},
+        {"messages_in", c.messages_in},
+        {"reads_paused", c.reads_paused},
+        {"frames_queued", c.frames_queued},
+        {"bytes_queued", c.bytes_queued},
+        {"slow_consumer_closes", c.slow_consumer_closes},
+        {"too_big_closes", too_big_closes},
+        {"gone_sent", c.gone_sent},
+        {"pool_messages_in", c.pool_messages_in},
+        {"pool_decode_errors", c.pool_decode_errors},
+        {"pool_unexpected", c.pool_unexpected},
+        {"pool_send_dropped", pool_send_dropped},
+        {"welcomes_unsolicited", c.welcomes_unsolicited},
+        {"workers_registered", c.workers_registered},
+        {"workers_lost", c.workers_lost},
+        {"workers_drained", c.workers_drained},
+        {"failover_detect_ms_last", c.failover_detect_ms_last},
+        {"sessions_moved", c.sessions_moved},
+        {"events_resent", c.events_resent},
+        {"dedicated_closed", c.dedicated_closed},
+        {"acks", c.acks},
+        {"acks_ignored", c.acks_ignored},
+        {"duplicates_suppressed", c.duplicates_suppressed},
+        {"orphan_closes_dropped", c.orphan_closes_dropped},
+        {"idle_events", c.idle_events},
+        {"loop_drift_last_ms", loop_drift_last_ms},
+        {"loop_drift_max_ms", loop_drift_max_ms},
     };
-    add("sockets_opened", c.sockets_opened);
-    add("sockets_closed", c.sockets_closed);
-    add("refused_no_worker", c.refused_no_worker);
-    add("refused_handshakes", refused_handshakes);
-    add("messages_in", c.messages_in);
-    add("messages_no_worker", c.messages_no_worker);
-    add("frames_queued", c.frames_queued);
-    add("bytes_queued", c.bytes_queued);
-    add("slow_consumer_closes", c.slow_consumer_closes);
-    add("too_big_closes", too_big_closes);
-    add("gone_sent", c.gone_sent);
-    add("pool_messages_in", c.pool_messages_in);
-    add("pool_decode_errors", c.pool_decode_errors);
-    add("pool_unexpected", c.pool_unexpected);
-    add("pool_send_dropped", pool_send_dropped);
-    add("workers_registered", c.workers_registered);
-    add("workers_lost", c.workers_lost);
-    add("sockets_lost_with_worker", c.sockets_lost_with_worker);
-    add("idle_events", c.idle_events, true);
+    bool first = true;
+    for (const auto& [name, value] : counters) {
+      body += (first ? "\"" : ",\"") + std::string(name) + "\":" + std::to_string(value);
+      first = false;
+    }
     body += "}}\n";
     return body;
   }
@@ -508,9 +543,9 @@ struct Server::Impl final : SocketDriver {
   void start_timers() {
     uv_timer_init(&loop, &tick_timer);
     tick_timer.data = this;
-    uint64_t period = std::max<uint64_t>(10, config.heartbeat_ms / 4);
-    uv_timer_start(
-        &tick_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->core.tick(now_ms()); }, period, period);
+    tick_period_ms = std::max<std::uint64_t>(10, config.heartbeat_ms / 4);
+    uv_timer_start(&tick_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_tick(); }, tick_period_ms,
+                   tick_period_ms);
     uv_timer_init(&loop, &shutdown_timer);
     shutdown_timer.data = this;
     for (auto* sig : {&sigint, &sigterm}) {

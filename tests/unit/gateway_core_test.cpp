@@ -14,7 +14,9 @@ namespace {
 
 struct FakeDriver : SocketDriver {
   std::vector<Session*> woken;
+  std::vector<std::pair<std::string, bool>> reading;  // (wsid, enabled) calls
   void wake_writer(Session& s) override { woken.push_back(&s); }
+  void set_reading(Session& s, bool enabled) override { reading.emplace_back(s.wsid, enabled); }
 };
 
 GatewayConfig test_config() {
@@ -26,6 +28,7 @@ GatewayConfig test_config() {
 }
 
 struct Fixture {
+  int transport_token = 0;
   FakeDriver driver;
   GatewayCore core{test_config(), 42, driver};
 
@@ -55,6 +58,7 @@ struct Fixture {
     p.path = "/" + app;
     p.query = "room=a";
     p.remote_address = "127.0.0.1";
+    p.transport = &transport_token;  // a live socket (the core only compares it with null)
     return core.open_session(std::move(p), now);
   }
   std::string drain(Session& s) {
@@ -264,21 +268,18 @@ TEST_CASE("closing a socket sends CLOSE to its worker with the code") {
   CHECK(f.core.find(wsid) == nullptr);
 }
 
-TEST_CASE("a worker silent past the deadline is dropped and its sockets are closed with 1012") {
+TEST_CASE("a worker silent past the deadline is dropped; any traffic keeps it alive") {
   Fixture f;
   f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
-  Session* s = f.open();
   f.core.tick(2000);
   CHECK(f.core.live_workers() == 1);
-  f.from("w1", proto::Heartbeat{}, 2500);  // any traffic counts
+  f.from("w1", proto::Heartbeat{}, 2500);
   f.core.tick(5000);
   CHECK(f.core.live_workers() == 1);
   f.core.tick(9000);
   CHECK(f.core.live_workers() == 0);
-  std::string out;
-  CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
-  CHECK(s->close_code == close_code::service_restart);
   CHECK(f.core.counters().workers_lost == 1);
+  CHECK(f.core.counters().failover_detect_ms_last == 6500);
 }
 
 TEST_CASE("heartbeats go to every worker once per interval") {
@@ -367,18 +368,205 @@ TEST_CASE("close_all closes every socket after its queue") {
   CHECK(b->close_code == close_code::going_away);
 }
 
-TEST_CASE("a socket whose worker died reports its close to another live worker") {
+// ---------------------------------------------------------------- failover (issue 3)
+
+namespace {
+template <typename T>
+std::vector<T> only(const std::vector<proto::Envelope>& all) {
+  std::vector<T> out;
+  for (const auto& e : all)
+    if (auto* x = std::get_if<T>(&e)) out.push_back(*x);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("ACKs trim the unacknowledged events; a CLOSE stays until acknowledged") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  std::string wsid = s->wsid;
+  f.core.client_message(*s, false, "a", 0);
+  f.core.client_message(*s, false, "b", 0);
+  CHECK(s->unacked.size() == 2);
+  f.from("w1", proto::Ack{wsid, 1});
+  CHECK(s->unacked.size() == 1);
+  CHECK(s->acked_seq == 1);
+  f.core.session_closed(*s, 1000, "");
+  CHECK(f.core.session_count() == 0);
+  CHECK(f.core.closed_pending() == 1);
+  CHECK(f.core.find(wsid) == nullptr);  // closed: WRITEs get GONE
+  f.from("w1", proto::Ack{wsid, 2});
+  CHECK(f.core.closed_pending() == 1);  // CLOSE (seq 3) still unacknowledged
+  f.from("w1", proto::Ack{wsid, 3});
+  CHECK(f.core.closed_pending() == 0);
+}
+
+TEST_CASE("a dead worker's sockets move to a live worker: OPEN resume, then the unacked events in order") {
   Fixture f;
   f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
   Session* s = f.open();
   REQUIRE(s->worker == "w1");
-  std::string wsid = s->wsid;
+  f.core.client_message(*s, false, "one", 0);
+  f.core.client_message(*s, false, "two", 0);
+  f.core.client_message(*s, false, "three", 0);
+  f.from("w1", proto::Ack{s->wsid, 1}, 0);
   f.hello("w2", {{"chat", proto::AppMode::shared, 0}}, 2500);
-  f.core.tick(3500);  // w1 silent since 0: dead; w2 heard at 2500: alive
-  REQUIRE(f.core.live_workers() == 1);
   f.take("w2");
-  f.core.session_closed(*s, close_code::service_restart, "worker lost");
+  f.core.tick(3500);  // w1 silent since 0: dead
+  REQUIRE(f.core.live_workers() == 1);
+  CHECK(s->worker == "w2");
   auto sent = f.take("w2");
+  sent.erase(std::remove_if(sent.begin(), sent.end(),
+                            [](const proto::Envelope& e) { return std::holds_alternative<proto::Heartbeat>(e); }),
+             sent.end());
+  REQUIRE(sent.size() == 3);
+  auto& open = std::get<proto::Open>(sent[0]);
+  CHECK(open.resume);
+  CHECK(open.acked_seq == 1);
+  CHECK(open.wsid == s->wsid);
+  CHECK(open.app == "chat");
+  CHECK(std::get<proto::Message>(sent[1]).seq == 2);
+  CHECK(std::get<proto::Message>(sent[2]).seq == 3);
+  CHECK(f.core.counters().sessions_moved == 1);
+  CHECK(f.core.counters().events_resent == 2);
+  std::string out;  // the browser notices nothing
+  CHECK(f.core.next_output(*s, out) == GatewayCore::Output::none);
+}
+
+TEST_CASE("with no worker left, sockets wait, keep their events, and are taken over by the next worker") {
+  Fixture f;
+  f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
+  Session* s = f.open();
+  f.core.tick(5000);
+  REQUIRE(f.core.live_workers() == 0);
+  CHECK(s->worker.empty());
+  f.core.client_message(*s, false, "while nobody listens", 5000);
+  Session* t = f.open("chat", 5000);
+  CHECK(t == nullptr);  // new sockets are refused meanwhile
+  f.hello("w3", {{"chat", proto::AppMode::shared, 0}}, 6000);
+  auto sent = f.take("w3");
+  auto opens = only<proto::Open>(sent);
+  auto messages = only<proto::Message>(sent);
+  REQUIRE(opens.size() == 1);
+  CHECK(opens[0].resume);
+  REQUIRE(messages.size() == 1);
+  CHECK(messages[0].payload == "while nobody listens");
+}
+
+TEST_CASE("a socket closed while no worker is live keeps its CLOSE for the next worker: on_close runs once") {
+  Fixture f;
+  f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
+  Session* s = f.open();
+  std::string wsid = s->wsid;
+  f.core.tick(5000);
+  f.core.session_closed(*s, 1001, "gone");
+  CHECK(f.core.closed_pending() == 1);
+  f.hello("w2", {{"chat", proto::AppMode::shared, 0}}, 6000);
+  auto sent = f.take("w2");
+  auto closes = only<proto::Close>(sent);
+  REQUIRE(closes.size() == 1);
+  CHECK(closes[0].wsid == wsid);
+  CHECK(closes[0].code == 1001);
+  REQUIRE(only<proto::Open>(sent).size() == 1);
+  f.from("w2", proto::Ack{wsid, 1}, 6000);
+  CHECK(f.core.closed_pending() == 0);
+}
+
+TEST_CASE("dedicated sockets are closed with 1012 when their worker is lost") {
+  Fixture f;
+  f.hello("w1", {{"pinned", proto::AppMode::dedicated, 0}}, 0);
+  f.hello("w2", {{"pinned", proto::AppMode::dedicated, 0}}, 2500);
+  Session* s = f.open("pinned", 0);
+  REQUIRE(s);
+  std::string first = s->worker;
+  f.from(first == "w1" ? "w2" : "w1", proto::Heartbeat{}, 3000);
+  f.core.worker_unreachable(first);
+  std::string out;
+  CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
+  CHECK(s->close_code == close_code::service_restart);
+  CHECK(f.core.counters().dedicated_closed == 1);
+}
+
+TEST_CASE("BYE moves a draining worker's sockets away and is answered with BYE") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  REQUIRE(s->worker == "w1");
+  f.hello("w2");
+  f.take("w1");
+  f.take("w2");
+  f.from("w1", proto::Bye{});
+  CHECK(s->worker == "w2");
+  auto back = f.take("w1");
+  REQUIRE(back.size() == 1);
+  CHECK(std::holds_alternative<proto::Bye>(back[0]));
+  CHECK(only<proto::Open>(f.take("w2")).at(0).resume);
+  CHECK(f.core.counters().workers_drained == 1);
+  // Its late ACKs no longer count: the socket is w2's now.
+  f.core.client_message(*s, false, "x", 0);
+  f.from("w1", proto::Ack{s->wsid, 1});
+  CHECK(s->unacked.size() == 1);
+  CHECK(f.core.counters().acks_ignored == 1);
+}
+
+TEST_CASE("traffic from an unknown worker is answered with WELCOME, at most once per heartbeat") {
+  Fixture f;
+  f.from("ghost", proto::Heartbeat{}, 0);
+  f.from("ghost", proto::Heartbeat{}, 10);
+  auto sent = f.take("ghost");
   REQUIRE(sent.size() == 1);
-  CHECK(std::get<proto::Close>(sent[0]).wsid == wsid);
+  CHECK(std::holds_alternative<proto::Welcome>(sent[0]));
+  f.from("ghost", proto::Heartbeat{}, 1500);
+  CHECK(f.take("ghost").size() == 1);
+  CHECK(f.core.counters().welcomes_unsolicited == 2);
+  CHECK(f.core.live_workers() == 0);
+}
+
+TEST_CASE("a repeated dedupe key is delivered once") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  f.from("w1", proto::Subscribe{s->wsid, "room"});
+  f.from("w1", proto::Publish{"room", false, "m1", "", "chat:room:1"});
+  f.from("w1", proto::Publish{"room", false, "m1", "", "chat:room:1"});
+  f.from("w1", proto::Write{{s->wsid}, false, "w", "k2"});
+  f.from("w1", proto::Write{{s->wsid}, false, "w", "k2"});
+  f.from("w1", proto::Publish{"room", false, "plain", ""});
+  f.from("w1", proto::Publish{"room", false, "plain", ""});
+  CHECK(f.drain(*s) == make_frame("m1", false) + make_frame("w", false) + make_frame("plain", false) +
+                           make_frame("plain", false));
+  CHECK(f.core.counters().duplicates_suppressed == 2);
+}
+
+TEST_CASE("too much unacknowledged pauses the client's reads until the worker catches up") {
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  const auto limit = f.core.config().max_unacked_events;
+  for (std::size_t i = 0; i <= limit; ++i) f.core.client_message(*s, false, "m", 0);
+  REQUIRE(f.driver.reading.size() == 1);
+  CHECK_FALSE(f.driver.reading[0].second);
+  CHECK(s->reading_paused);
+  f.from("w1", proto::Ack{s->wsid, limit});
+  REQUIRE(f.driver.reading.size() == 2);
+  CHECK(f.driver.reading[1].second);
+  CHECK_FALSE(s->reading_paused);
+}
+
+TEST_CASE("closed sockets waiting for a worker are bounded; the oldest are dropped and counted") {
+  FakeDriver driver;
+  GatewayConfig config = test_config();
+  config.max_closed_pending = 2;
+  GatewayCore core(config, 1, driver);
+  core.pool_message("w1", proto::encode(proto::Hello{proto::protocol_version, "w1", {{"chat", proto::AppMode::shared, 0}}}), 0);
+  std::vector<Session*> sessions;
+  for (int i = 0; i < 3; ++i) {
+    OpenParams p;
+    p.app = "chat";
+    sessions.push_back(core.open_session(std::move(p), 0));
+  }
+  core.tick(5000);  // the worker dies: nobody acknowledges
+  for (Session* s : sessions) core.session_closed(*s, 1000, "");
+  CHECK(core.closed_pending() == 2);
+  CHECK(core.counters().orphan_closes_dropped == 1);
 }
