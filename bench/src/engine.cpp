@@ -1,0 +1,425 @@
+#include "bench/src/engine.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+namespace sb::bench {
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace {
+constexpr std::size_t read_chunk = 256 * 1024;
+constexpr int reads_per_event = 4;  // bounded per socket per turn, so one busy socket cannot starve the rest
+}  // namespace
+
+Engine::Engine(int sources) : sources_(sources < 1 ? 1 : sources > 250 ? 250 : sources) {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (epoll_fd_ < 0 || timer_fd_ < 0) throw std::runtime_error("epoll/timerfd: " + std::string(strerror(errno)));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // the timer
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, timer_fd_, &ev);
+  read_buffer_.resize(read_chunk);
+}
+
+Engine::~Engine() {
+  drop_all();
+  close(timer_fd_);
+  close(epoll_fd_);
+}
+
+std::uint32_t Engine::next_mask() {
+  // xorshift64: masks only need to be unpredictable to proxies, not cryptographic.
+  rng_ ^= rng_ << 13;
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  return static_cast<std::uint32_t>(rng_ >> 16);
+}
+
+Conn& Engine::connect(const WsUrl& url, int rcvbuf) {
+  auto owned = std::make_unique<Conn>();
+  Conn& c = *owned;
+  c.id = next_id_++;
+  conns_.push_back(std::move(owned));
+  c.t_connect = now_ns();
+  ++pending_;
+
+  sockaddr_in dest{};
+  dest.sin_family = AF_INET;
+  dest.sin_port = htons(url.port);
+  std::string host = url.host == "localhost" ? "127.0.0.1" : url.host;
+  if (inet_pton(AF_INET, host.c_str(), &dest.sin_addr) != 1) {
+    fail(c, "host must be an IPv4 address: " + url.host, false);
+    return c;
+  }
+  c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c.fd < 0) {
+    fail(c, std::string("socket: ") + strerror(errno), false);
+    return c;
+  }
+  int one = 1;
+  setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (rcvbuf > 0) setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  bool loopback = (ntohl(dest.sin_addr.s_addr) >> 24) == 127;
+  if (sources_ > 1 && loopback) {
+    // Distinct source addresses multiply the ephemeral ports available toward one server port.
+    setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl((127u << 24) | (1u + c.id % static_cast<unsigned>(sources_)));
+    if (bind(c.fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+      fail(c, std::string("bind: ") + strerror(errno), false);
+      return c;
+    }
+  }
+  if (::connect(c.fd, reinterpret_cast<sockaddr*>(&dest), sizeof dest) != 0 && errno != EINPROGRESS) {
+    fail(c, std::string("connect: ") + strerror(errno), false);
+    return c;
+  }
+  char key_bytes[16];
+  for (int i = 0; i < 4; ++i) {
+    std::uint32_t m = next_mask();
+    std::memcpy(key_bytes + 4 * i, &m, 4);
+  }
+  std::string key = base64_encode(std::string_view(key_bytes, 16));
+  c.expected_accept = websocket_accept(key);
+  c.tx = handshake_request(url.host + ":" + std::to_string(url.port), url.target, key);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT;
+  ev.data.ptr = &c;
+  c.want_out = true;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c.fd, &ev) != 0) {
+    fail(c, std::string("epoll_ctl: ") + strerror(errno), false);
+    return c;
+  }
+  return c;
+}
+
+void Engine::mark_dirty(Conn& c) {
+  if (!c.dirty) {
+    c.dirty = true;
+    dirty_.push_back(&c);
+  }
+}
+
+void Engine::send_text(Conn& c, std::string_view payload) {
+  if (c.state != ConnState::open) return;
+  append_client_frame(c.tx, Opcode::text, payload, next_mask());
+  ++stats_.messages_out;
+  mark_dirty(c);
+}
+
+void Engine::send_close(Conn& c, std::uint16_t code) {
+  if (c.state != ConnState::open && c.state != ConnState::closing) return;
+  if (c.close_sent) return;
+  char body[2] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+  append_client_frame(c.tx, Opcode::close, std::string_view(body, 2), next_mask());
+  c.close_sent = true;
+  c.state = ConnState::closing;
+  mark_dirty(c);
+}
+
+void Engine::update_interest(Conn& c) {
+  if (c.fd < 0) return;
+  epoll_event ev{};
+  ev.events = (c.reading ? EPOLLIN : 0u) | (c.want_out ? EPOLLOUT : 0u);
+  ev.data.ptr = &c;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+}
+
+void Engine::pause_reading(Conn& c) {
+  if (!c.reading) return;
+  c.reading = false;
+  update_interest(c);
+}
+
+void Engine::resume_reading(Conn& c) {
+  if (c.reading) return;
+  c.reading = true;
+  update_interest(c);
+}
+
+void Engine::finish(Conn& c) {
+  if (c.fd >= 0) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
+    close(c.fd);
+    c.fd = -1;
+  }
+  if (c.state == ConnState::connecting || c.state == ConnState::handshaking) --pending_;
+  else if (c.state == ConnState::open || c.state == ConnState::closing) --open_;
+  c.state = ConnState::closed;
+  c.tx.clear();
+  c.tx.shrink_to_fit();
+  c.rx.clear();
+  c.rx.shrink_to_fit();
+  c.tx_off = 0;
+}
+
+void Engine::fail(Conn& c, std::string why, bool handshake) {
+  if (c.state == ConnState::closed) return;
+  bool before_open = c.state == ConnState::connecting || c.state == ConnState::handshaking;
+  if (before_open) {
+    if (handshake) ++stats_.handshake_failures;
+    else ++stats_.connect_failures;
+  }
+  c.error = std::move(why);
+  finish(c);
+  if (on_closed) on_closed(c);
+}
+
+void Engine::drop(Conn& c) {
+  if (c.state == ConnState::closed) return;
+  finish(c);
+}
+
+void Engine::drop_all() {
+  for (auto& c : conns_) drop(*c);
+  conns_.clear();
+  dirty_.clear();
+  next_id_ = 0;
+  open_ = pending_ = 0;
+}
+
+void Engine::set_wakeup(std::int64_t at_ns) { wakeup_ns_ = at_ns; }
+
+void Engine::flush(Conn& c) {
+  c.dirty = false;
+  if (c.fd < 0 || c.state == ConnState::connecting) return;
+  while (c.tx_off < c.tx.size()) {
+    ssize_t n = ::send(c.fd, c.tx.data() + c.tx_off, c.tx.size() - c.tx_off, MSG_NOSIGNAL);
+    if (n > 0) {
+      ++stats_.writes;
+      stats_.bytes_out += static_cast<std::uint64_t>(n);
+      c.tx_off += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    fail(c, std::string("send: ") + strerror(errno), c.state == ConnState::handshaking);
+    return;
+  }
+  if (c.tx_off == c.tx.size()) {
+    c.tx.clear();
+    c.tx_off = 0;
+    if (c.want_out) {
+      c.want_out = false;
+      update_interest(c);
+    }
+  } else {
+    if (c.tx_off > (1u << 16) && c.tx_off * 2 > c.tx.size()) {
+      c.tx.erase(0, c.tx_off);
+      c.tx_off = 0;
+    }
+    if (!c.want_out) {
+      c.want_out = true;
+      update_interest(c);
+    }
+  }
+}
+
+void Engine::on_writable(Conn& c) {
+  if (c.state == ConnState::connecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      fail(c, std::string("connect: ") + strerror(err), false);
+      return;
+    }
+    c.state = ConnState::handshaking;
+  }
+  flush(c);
+}
+
+// Parses what we can from data; returns false if the connection was closed meanwhile.
+bool Engine::process_input(Conn& c, char* data, std::size_t size, std::size_t& consumed) {
+  consumed = 0;
+  if (c.state == ConnState::handshaking) {
+    auto reply = check_handshake_reply(std::string_view(data, size), c.expected_accept);
+    if (reply.status == HandshakeReply::Status::incomplete) return true;
+    if (reply.status == HandshakeReply::Status::bad) {
+      fail(c, reply.error, true);
+      return false;
+    }
+    consumed = reply.header_bytes;
+    c.state = ConnState::open;
+    --pending_;
+    ++open_;
+    c.t_open = now_ns();
+    if (on_open) on_open(c);
+    if (c.state == ConnState::closed) return false;
+  }
+  std::int64_t now = 0;
+  while (consumed < size) {
+    Frame f{};
+    std::size_t used = 0;
+    std::string why;
+    auto st = parse_frame(data + consumed, size - consumed, max_message_bytes, f, used, &why);
+    if (st == ParseStatus::need_more) break;
+    if (st == ParseStatus::error) {
+      ++stats_.protocol_errors;
+      fail(c, "protocol error: " + why, false);
+      return false;
+    }
+    consumed += used;
+    switch (f.opcode) {
+      case Opcode::text:
+      case Opcode::binary:
+      case Opcode::continuation: {
+        std::string_view payload = f.payload;
+        bool text = f.opcode == Opcode::text;
+        if (f.opcode == Opcode::continuation) {
+          c.msg.append(f.payload);
+          if (!f.fin) break;
+          payload = c.msg;
+          text = c.msg_text;
+        } else if (!f.fin) {
+          c.msg.assign(f.payload);
+          c.msg_text = text;
+          break;
+        }
+        if (c.msg.size() > max_message_bytes) {
+          fail(c, "message longer than the limit", false);
+          return false;
+        }
+        if (now == 0) now = now_ns();
+        if (c.t_first_message == 0) c.t_first_message = now;
+        ++stats_.messages_in;
+        if (on_message) on_message(c, payload, text, now);
+        if (f.opcode == Opcode::continuation) c.msg.clear();
+        if (c.state == ConnState::closed) return false;
+        break;
+      }
+      case Opcode::ping:
+        if (c.state == ConnState::open) {
+          append_client_frame(c.tx, Opcode::pong, f.payload, next_mask());
+          mark_dirty(c);
+        }
+        break;
+      case Opcode::pong: break;
+      case Opcode::close:
+        c.close_code = f.payload.size() >= 2
+                           ? static_cast<std::uint16_t>(static_cast<std::uint8_t>(f.payload[0]) << 8 |
+                                                        static_cast<std::uint8_t>(f.payload[1]))
+                           : 1005;
+        ++stats_.closed_by_server;
+        if (!c.close_sent) send_close(c, c.close_code == 1005 ? 1000 : c.close_code);
+        c.state = ConnState::closing;
+        break;
+    }
+  }
+  return true;
+}
+
+void Engine::on_readable(Conn& c) {
+  for (int round = 0; round < reads_per_event && c.fd >= 0 && c.reading; ++round) {
+    ssize_t n = ::recv(c.fd, read_buffer_.data(), read_buffer_.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      fail(c, std::string("recv: ") + strerror(errno), c.state == ConnState::handshaking);
+      return;
+    }
+    if (n == 0) {
+      if (c.close_code == 0) c.close_code = 1006;
+      bool was_open = c.state == ConnState::open || c.state == ConnState::closing;
+      if (!was_open) {
+        fail(c, "connection closed before the handshake finished", c.state == ConnState::handshaking);
+        return;
+      }
+      finish(c);
+      if (on_closed) on_closed(c);
+      return;
+    }
+    stats_.bytes_in += static_cast<std::uint64_t>(n);
+    std::size_t consumed = 0;
+    if (c.rx.empty()) {
+      // Fast path: parse in the shared buffer, keep only a partial tail.
+      if (!process_input(c, read_buffer_.data(), static_cast<std::size_t>(n), consumed)) return;
+      if (consumed < static_cast<std::size_t>(n)) c.rx.assign(read_buffer_.data() + consumed, n - consumed);
+    } else {
+      c.rx.append(read_buffer_.data(), static_cast<std::size_t>(n));
+      if (!process_input(c, c.rx.data(), c.rx.size(), consumed)) return;
+      c.rx.erase(0, consumed);
+    }
+    if (c.rx.capacity() > (1u << 20) && c.rx.size() < (1u << 16)) c.rx.shrink_to_fit();
+    if (static_cast<std::size_t>(n) < read_buffer_.size()) return;  // drained
+  }
+}
+
+void Engine::handle_event(Conn& c, std::uint32_t events) {
+  if (events & (EPOLLERR | EPOLLHUP)) {
+    if (c.state == ConnState::connecting) {
+      on_writable(c);  // reports the connect error
+      return;
+    }
+    if (c.reading) on_readable(c);  // take what is left, then the end
+    if (c.fd >= 0 && (events & EPOLLERR)) {
+      fail(c, "socket error", c.state == ConnState::handshaking);
+      return;
+    }
+  }
+  if ((events & EPOLLOUT) && c.fd >= 0) on_writable(c);
+  if ((events & EPOLLIN) && c.fd >= 0) on_readable(c);
+}
+
+bool Engine::run_until(const std::function<bool()>& done, std::int64_t deadline_ns) {
+  epoll_event events[512];
+  while (true) {
+    if (done()) return true;
+    std::int64_t now = now_ns();
+    if (now >= deadline_ns) return done();
+    std::int64_t wake = deadline_ns;
+    if (wakeup_ns_ > 0 && wakeup_ns_ < wake) wake = wakeup_ns_;
+    if (wake != armed_ns_) {
+      // timerfd gives sub-millisecond wakeups for open-loop senders; epoll's timeout cannot.
+      itimerspec spec{};
+      std::int64_t at = wake > now ? wake : now + 1000;
+      spec.it_value.tv_sec = at / 1'000'000'000;
+      spec.it_value.tv_nsec = at % 1'000'000'000;
+      timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+      armed_ns_ = wake;
+    }
+    int n = epoll_wait(epoll_fd_, events, 512, 200);
+    if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + strerror(errno));
+    for (int i = 0; i < n; ++i) {
+      auto* c = static_cast<Conn*>(events[i].data.ptr);
+      if (!c) {
+        std::uint64_t expirations;
+        if (read(timer_fd_, &expirations, sizeof expirations) > 0) armed_ns_ = -1;
+        continue;
+      }
+      if (c->state == ConnState::closed) continue;
+      handle_event(*c, events[i].events);
+    }
+    if (on_tick) on_tick(now_ns());
+    // Everything queued this turn goes out now: one write per socket, however many frames.
+    for (std::size_t i = 0; i < dirty_.size(); ++i) {
+      Conn* c = dirty_[i];
+      if (c->state == ConnState::closed) {
+        c->dirty = false;
+        continue;
+      }
+      flush(*c);
+    }
+    dirty_.clear();
+  }
+}
+
+}  // namespace sb::bench

@@ -1,0 +1,110 @@
+// switchboard-bench: WebSocket load generator for the issue-4 scenarios. See bench/README.md.
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "bench/src/proc.hpp"
+#include "bench/src/scenarios.hpp"
+
+namespace po = boost::program_options;
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(s);
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::vector<int> split_ints(const std::string& s) {
+  std::vector<int> out;
+  for (const auto& item : split(s)) out.push_back(std::stoi(item));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  sb::bench::Options o;
+  std::string scenarios = "s1,s2,s3,s4,s5,s6", s1_conns = "100,500", s2_rooms = "10,100,1000";
+  std::string server_pids, gateway_pids, json_out;
+  bool json = false;
+  po::options_description desc("switchboard-bench: WebSocket load generator (scenarios S1..S6 of issue 4)");
+  desc.add_options()("help,h", "this help")
+      ("url", po::value(&o.url)->default_value(o.url), "target base URL ws://HOST:PORT (IPv4)")
+      ("label", po::value(&o.label)->default_value(o.label), "name of the target in the results")
+      ("scenario", po::value(&scenarios)->default_value(scenarios), "comma list of s1..s6")
+      ("duration", po::value(&o.duration)->default_value(o.duration), "seconds per measured phase")
+      ("warmup", po::value(&o.warmup)->default_value(o.warmup), "seconds before each measured phase")
+      ("size", po::value(&o.size)->default_value(o.size), "payload bytes (at least 32)")
+      ("sources", po::value(&o.sources)->default_value(o.sources), "loopback source addresses 127.0.0.1..N")
+      ("echo-path", po::value(&o.echo_path)->default_value(o.echo_path), "echo endpoint")
+      ("broadcast-path", po::value(&o.broadcast_path)->default_value(o.broadcast_path), "room broadcast endpoint (?room= is added)")
+      ("chat-path", po::value(&o.chat_path)->default_value(o.chat_path), "chat endpoint for S5 (?room= is added)")
+      ("s1-conns", po::value(&s1_conns)->default_value(s1_conns), "S1: connection counts")
+      ("s2-rooms", po::value(&s2_rooms)->default_value(s2_rooms), "S2: room sizes")
+      ("s2-clients", po::value(&o.s2_clients)->default_value(o.s2_clients), "S2: clients per room size (rooms = clients / size)")
+      ("s3-idle", po::value(&o.s3_idle)->default_value(o.s3_idle), "S3: idle sockets")
+      ("s3-active", po::value(&o.s3_active)->default_value(o.s3_active), "S3: active echo sockets")
+      ("s4-rate", po::value(&o.s4_rate)->default_value(o.s4_rate), "S4: fixed open-loop rate, msgs/s")
+      ("s5-sockets", po::value(&o.s5_sockets)->default_value(o.s5_sockets), "S5: sockets in the storm")
+      ("s5-concurrency", po::value(&o.s5_concurrency)->default_value(o.s5_concurrency), "S5: handshakes in flight")
+      ("s5-room-size", po::value(&o.s5_room_size)->default_value(o.s5_room_size), "S5: sockets per chat room")
+      ("s6-room", po::value(&o.s6_room)->default_value(o.s6_room), "S6: room size")
+      ("s6-stalled-pct", po::value(&o.s6_stalled_pct)->default_value(o.s6_stalled_pct), "S6: percent that stop reading")
+      ("s6-stalled-rcvbuf", po::value(&o.s6_stalled_rcvbuf)->default_value(o.s6_stalled_rcvbuf), "S6: SO_RCVBUF of stalled sockets (0: default)")
+      ("queue-cap-bytes", po::value(&o.queue_cap_bytes)->default_value(o.queue_cap_bytes), "server per-socket queue cap (report only)")
+      ("max-pending", po::value(&o.max_pending)->default_value(o.max_pending), "handshakes in flight when opening many sockets")
+      ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout), "seconds to open a scenario's sockets")
+      ("server-pids", po::value(&server_pids), "comma list of pids of the system under test (descendants are added): CPU")
+      ("gateway-pid", po::value(&gateway_pids), "comma list of pids whose VmRSS is reported (default: server pids)")
+      ("json", po::bool_switch(&json), "print JSON instead of the table")
+      ("json-out", po::value(&json_out), "also write the JSON to this file")
+      ("verbose,v", po::bool_switch(&o.verbose), "progress on stderr");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+    o.scenarios = split(scenarios);
+    o.s1_conns = split_ints(s1_conns);
+    o.s2_rooms = split_ints(s2_rooms);
+    o.server_pids = sb::bench::parse_pid_list(server_pids);
+    o.gateway_pids = sb::bench::parse_pid_list(gateway_pids);
+  } catch (const std::exception& e) {
+    std::cerr << "switchboard-bench: " << e.what() << "\n" << desc << "\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  // As many descriptors as allowed: S3 holds ~19 100 sockets.
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // open-loop sends want microsecond wakeups
+
+  sb::bench::Json results;
+  try {
+    results = sb::bench::run_scenarios(o);
+  } catch (const std::exception& e) {
+    std::cerr << "switchboard-bench: " << e.what() << "\n";
+    return 1;
+  }
+  if (!json_out.empty()) {
+    std::ofstream f(json_out);
+    f << results.dump(2) << "\n";
+  }
+  if (json) std::cout << results.dump(2) << "\n";
+  else std::cout << sb::bench::format_table(results);
+  return 0;
+}

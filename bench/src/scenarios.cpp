@@ -1,0 +1,769 @@
+#include "bench/src/scenarios.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include "bench/src/engine.hpp"
+#include "bench/src/proc.hpp"
+#include "bench/src/stats.hpp"
+
+namespace sb::bench {
+namespace {
+
+constexpr std::int64_t ms = 1'000'000;
+constexpr std::int64_t sec = 1'000'000'000;
+
+std::int64_t to_ns(double seconds) { return static_cast<std::int64_t>(seconds * 1e9); }
+double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
+double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
+
+Json latency_json(const Histogram& h) {
+  Json j;
+  j["samples"] = h.count();
+  j["p50_us"] = round3(us(h.percentile(50)));
+  j["p90_us"] = round3(us(h.percentile(90)));
+  j["p99_us"] = round3(us(h.percentile(99)));
+  j["p999_us"] = round3(us(h.percentile(99.9)));
+  j["max_us"] = round3(us(h.max()));
+  j["mean_us"] = round3(h.mean() / 1000.0);
+  return j;
+}
+
+// Percentile curve for the latency-distribution plot.
+Json latency_curve(const Histogram& h) {
+  Json curve = Json::array();
+  for (double p : {1.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0})
+    curve.push_back({p, round3(us(h.percentile(p)))});
+  return curve;
+}
+
+// Server and bench CPU over one measured window.
+struct Window {
+  std::vector<int> pids;
+  std::int64_t t0 = 0, cpu0 = 0, self0 = 0;
+  std::int64_t dt = 0, cpu = 0, self = 0;
+  void start() {
+    t0 = now_ns();
+    cpu0 = total_cpu_us(pids);
+    self0 = self_cpu_us();
+  }
+  void stop() {
+    dt = now_ns() - t0;
+    cpu = total_cpu_us(pids) - cpu0;
+    self = self_cpu_us() - self0;
+  }
+  double seconds() const { return static_cast<double>(dt) / 1e9; }
+  void add(Json& j, const char* per_what, std::uint64_t count) const {
+    j["seconds"] = round3(seconds());
+    if (!pids.empty()) {
+      j["server_cpu_pct"] = round3(100.0 * static_cast<double>(cpu) / (static_cast<double>(dt) / 1000.0));
+      if (count) j[std::string("server_cpu_us_per_") + per_what] = round3(static_cast<double>(cpu) / count);
+    }
+    j["bench_cpu_pct"] = round3(100.0 * static_cast<double>(self) / (static_cast<double>(dt) / 1000.0));
+  }
+};
+
+class Runner {
+ public:
+  explicit Runner(const Options& o) : o_(o), engine_(o.sources) {
+    auto url = parse_ws_url(o.url);
+    if (!url) throw std::runtime_error("bad --url (want ws://HOST:PORT): " + o.url);
+    base_ = *url;
+    server_pids_ = with_descendants(o.server_pids);
+    gateway_pids_ = o.gateway_pids.empty() ? server_pids_ : o.gateway_pids;
+    std::random_device rd;
+    char tag[16];
+    std::snprintf(tag, sizeof tag, "%08x", rd());
+    tag_ = tag;
+    payload_ = make_payload({}, o.size);
+    engine_.max_message_bytes = 16u << 20;
+  }
+
+  Json run() {
+    Json out;
+    out["target"] = o_.label;
+    out["url"] = o_.url;
+    Json cfg;
+    cfg["duration_s"] = o_.duration;
+    cfg["warmup_s"] = o_.warmup;
+    cfg["payload_bytes"] = std::max(o_.size, stamp_size);
+    cfg["sources"] = o_.sources;
+    cfg["server_pids"] = server_pids_;
+    cfg["gateway_pids"] = gateway_pids_;
+    out["config"] = cfg;
+    Json scen;
+    for (const auto& name : o_.scenarios) {
+      log("scenario ", name);
+      Json r;
+      try {
+        if (name == "s1") r = s1();
+        else if (name == "s2") r = s2();
+        else if (name == "s3") r = s3();
+        else if (name == "s4") r = s4();
+        else if (name == "s5") r = s5();
+        else if (name == "s6") r = s6();
+        else r = {{"error", "unknown scenario"}};
+      } catch (const std::exception& e) {
+        r = {{"error", e.what()}};
+      }
+      reset();
+      scen[name] = r;
+    }
+    out["scenarios"] = scen;
+    out["engine"] = {{"connect_failures", engine_.stats().connect_failures},
+                     {"handshake_failures", engine_.stats().handshake_failures},
+                     {"protocol_errors", engine_.stats().protocol_errors},
+                     {"closed_by_server", engine_.stats().closed_by_server}};
+    return out;
+  }
+
+ private:
+  template <typename... A>
+  void log(const A&... a) {
+    if (!o_.verbose) return;
+    std::ostringstream s;
+    (s << ... << a);
+    std::cerr << "[bench " << o_.label << "] " << s.str() << "\n";
+  }
+
+  WsUrl url_for(const std::string& target) const {
+    WsUrl u = base_;
+    u.target = target;
+    return u;
+  }
+
+  void clear_callbacks() {
+    engine_.on_open = nullptr;
+    engine_.on_message = nullptr;
+    engine_.on_closed = nullptr;
+    engine_.on_tick = nullptr;
+    engine_.set_wakeup(0);
+  }
+
+  // Closes everything and waits for the server to go quiet, so scenarios do not overlap.
+  void reset() {
+    clear_callbacks();
+    engine_.drop_all();
+    quiesce();
+  }
+
+  void quiesce() {
+    std::int64_t deadline = now_ns() + 8 * sec;
+    if (server_pids_.empty()) {
+      engine_.run_until([] { return false; }, now_ns() + 300 * ms);
+      return;
+    }
+    while (now_ns() < deadline) {
+      auto c0 = total_cpu_us(server_pids_);
+      auto t0 = now_ns();
+      engine_.run_until([] { return false; }, t0 + 200 * ms);
+      double pct = 100.0 * static_cast<double>(total_cpu_us(server_pids_) - c0) / ((now_ns() - t0) / 1000.0);
+      if (pct < 5.0) return;
+    }
+  }
+
+  // Opens `count` sockets to `target(i)`, at most max_pending handshakes at a time.
+  // Returns the connections (some may have failed: check state).
+  std::vector<Conn*> open_many(int count, const std::function<std::string(int)>& target, int rcvbuf_from = -1,
+                               int rcvbuf = 0, int max_pending = 0) {
+    if (max_pending <= 0) max_pending = o_.max_pending;
+    std::vector<Conn*> out;
+    out.reserve(static_cast<std::size_t>(count));
+    int started = 0, failed = 0;
+    std::string first_error;
+    auto prev_closed = engine_.on_closed;
+    engine_.on_closed = [&](Conn& c) {
+      if (c.t_open == 0) {
+        ++failed;
+        if (first_error.empty()) first_error = c.error;
+      }
+      if (prev_closed) prev_closed(c);
+    };
+    auto top_up = [&] {
+      while (started < count && static_cast<int>(engine_.pending_count()) < max_pending) {
+        int i = started++;
+        out.push_back(&engine_.connect(url_for(target(i)), rcvbuf_from >= 0 && i >= rcvbuf_from ? rcvbuf : 0));
+      }
+    };
+    engine_.on_tick = [&](std::int64_t) { top_up(); };
+    top_up();
+    std::int64_t deadline = now_ns() + to_ns(o_.connect_timeout);
+    engine_.run_until(
+        [&] {
+          return started == count && engine_.pending_count() == 0;
+        },
+        deadline);
+    engine_.on_tick = nullptr;
+    engine_.on_closed = prev_closed;
+    if (failed) log(failed, " of ", count, " connections failed; first: ", first_error);
+    last_open_error_ = first_error;
+    last_open_failed_ = failed;
+    return out;
+  }
+
+  static std::size_t count_open(const std::vector<Conn*>& v) {
+    return static_cast<std::size_t>(
+        std::count_if(v.begin(), v.end(), [](Conn* c) { return c->state == ConnState::open; }));
+  }
+
+  void require_open(const std::vector<Conn*>& v, const char* what) {
+    auto n = count_open(v);
+    if (n != v.size())
+      throw std::runtime_error(std::string(what) + ": " + std::to_string(v.size() - n) + " of " +
+                               std::to_string(v.size()) + " sockets did not open (" + last_open_error_ + ")");
+  }
+
+  void send_stamped(Conn& c, std::int64_t time_ns) {
+    restamp(payload_, {time_ns, c.id, c.seq++});
+    engine_.send_text(c, payload_);
+  }
+
+  // --- closed-loop echo: each active socket keeps one message in flight ---
+  struct EchoResult {
+    double rate = 0;
+    std::uint64_t count = 0;
+    Histogram latency;
+    Window window;
+  };
+
+  EchoResult echo_closed(const std::vector<Conn*>& active, double duration) {
+    EchoResult r;
+    r.window.pids = server_pids_;
+    bool measuring = false, stopping = false;
+    std::uint64_t in_flight = 0;
+    engine_.on_message = [&](Conn& c, std::string_view payload, bool, std::int64_t now) {
+      Stamp s;
+      if (!parse_stamp(payload, s) || s.sender != c.id || !c.flag) return;
+      --in_flight;
+      if (measuring) {
+        r.latency.record(now - s.time_ns);
+        ++r.count;
+      }
+      if (!stopping) {
+        send_stamped(c, now);
+        ++in_flight;
+      }
+    };
+    auto t = now_ns();
+    for (Conn* c : active) {
+      c->flag = true;  // marks the active set
+      send_stamped(*c, t);
+      ++in_flight;
+    }
+    engine_.run_until([] { return false; }, now_ns() + to_ns(o_.warmup));
+    measuring = true;
+    r.window.start();
+    engine_.run_until([] { return false; }, now_ns() + to_ns(duration));
+    measuring = false;
+    r.window.stop();
+    stopping = true;
+    engine_.run_until([&] { return in_flight == 0; }, now_ns() + 5 * sec);
+    for (Conn* c : active) c->flag = false;
+    engine_.on_message = nullptr;
+    r.rate = static_cast<double>(r.count) / r.window.seconds();
+    return r;
+  }
+
+  Json echo_json(const EchoResult& r) {
+    Json j;
+    j["msgs_per_s"] = std::round(r.rate);
+    j["messages"] = r.count;
+    j["latency"] = latency_json(r.latency);
+    r.window.add(j, "msg", r.count);
+    return j;
+  }
+
+  // --- S1: echo, one message in flight per socket ---
+  Json s1() {
+    Json rows = Json::array();
+    for (int n : o_.s1_conns) {
+      auto conns = open_many(n, [&](int) { return o_.echo_path; });
+      require_open(conns, "s1");
+      quiesce();
+      auto r = echo_closed(conns, o_.duration);
+      Json j = echo_json(r);
+      Json row{{"conns", n}};
+      row.update(j);
+      log("s1 conns=", n, " msgs/s=", r.rate);
+      rows.push_back(row);
+      reset();
+    }
+    return rows;
+  }
+
+  // Waits until every room delivers a probe to all its members (subscriptions are asynchronous).
+  bool wait_rooms_ready(const std::vector<std::vector<Conn*>>& rooms, double timeout_s) {
+    std::vector<bool> ready(rooms.size(), false);
+    std::size_t ready_count = 0;
+    engine_.on_message = [&](Conn& c, std::string_view payload, bool, std::int64_t) {
+      if (!payload.empty() && payload[0] == '#') c.flag = true;
+    };
+    std::int64_t next_probe = 0;
+    std::uint32_t probe = 0;
+    engine_.on_tick = [&](std::int64_t now) {
+      for (std::size_t r = 0; r < rooms.size(); ++r) {
+        if (ready[r]) continue;
+        bool all = std::all_of(rooms[r].begin(), rooms[r].end(), [](Conn* c) { return c->flag; });
+        if (all) {
+          ready[r] = true;
+          ++ready_count;
+        }
+      }
+      if (now >= next_probe) {
+        ++probe;
+        std::string text = "#probe-" + std::to_string(probe);
+        for (std::size_t r = 0; r < rooms.size(); ++r)
+          if (!ready[r] && !rooms[r].empty()) engine_.send_text(*rooms[r][0], text);
+        next_probe = now + 100 * ms;
+        engine_.set_wakeup(next_probe);
+      }
+    };
+    bool ok = engine_.run_until([&] { return ready_count == rooms.size(); }, now_ns() + to_ns(timeout_s));
+    clear_callbacks();
+    // Late probes still in flight are ignored by the stamp parser ('#' is not hex).
+    engine_.run_until([] { return false; }, now_ns() + 100 * ms);
+    for (auto& room : rooms)
+      for (Conn* c : room) c->flag = false;
+    return ok;
+  }
+
+  struct FanoutResult {
+    double deliveries_per_s = 0, sends_per_s = 0;
+    std::uint64_t deliveries = 0, sends = 0;
+    Histogram latency;
+    Window window;
+    bool drained = true;
+  };
+
+  // Closed loop: each sender keeps one message in flight (until its own copy comes back).
+  // Counts deliveries to sockets with counted == true.
+  FanoutResult fanout_closed(const std::vector<Conn*>& senders, const std::vector<Conn*>& counted,
+                             double duration) {
+    FanoutResult r;
+    r.window.pids = server_pids_;
+    bool measuring = false, stopping = false;
+    std::uint64_t sent_total = 0, counted_received = 0;
+    for (Conn* c : counted) c->flag = true;
+    engine_.on_message = [&](Conn& c, std::string_view payload, bool, std::int64_t now) {
+      Stamp s;
+      if (!parse_stamp(payload, s)) return;
+      if (c.flag) {
+        ++counted_received;
+        if (measuring) {
+          ++r.deliveries;
+          r.latency.record(now - s.time_ns);
+        }
+      }
+      if (s.sender == c.id && c.user == 1) {
+        if (measuring) ++r.sends;
+        if (!stopping) {
+          send_stamped(c, now);
+          ++sent_total;
+        }
+      }
+    };
+    auto t = now_ns();
+    for (Conn* c : senders) {
+      c->user = 1;  // marks senders
+      send_stamped(*c, t);
+      ++sent_total;
+    }
+    engine_.run_until([] { return false; }, now_ns() + to_ns(o_.warmup));
+    measuring = true;
+    r.window.start();
+    engine_.run_until([] { return false; }, now_ns() + to_ns(duration));
+    measuring = false;
+    r.window.stop();
+    stopping = true;
+    auto per_send = counted_per_send(counted);
+    r.drained = engine_.run_until([&] { return counted_received >= sent_total * per_send; }, now_ns() + 10 * sec);
+    for (Conn* c : senders) c->user = 0;
+    for (Conn* c : counted) c->flag = false;
+    engine_.on_message = nullptr;
+    r.deliveries_per_s = static_cast<double>(r.deliveries) / r.window.seconds();
+    r.sends_per_s = static_cast<double>(r.sends) / r.window.seconds();
+    return r;
+  }
+
+  // Every room has the same number of counted members, and each message sent in a room
+  // reaches all of them: that many counted deliveries per send.
+  static std::uint64_t counted_per_send(const std::vector<Conn*>& counted) {
+    std::size_t room_count = 0;
+    for (Conn* c : counted) room_count = std::max<std::size_t>(room_count, c->group + 1);
+    return room_count ? counted.size() / room_count : 0;
+  }
+
+  // Open loop: sends at `rate` per second round-robin over senders, stamped with the
+  // scheduled time, so a stalled server shows as latency (no coordinated omission).
+  FanoutResult fanout_open(const std::vector<Conn*>& senders, const std::vector<Conn*>& counted,
+                           double rate, double duration) {
+    FanoutResult r;
+    r.window.pids = server_pids_;
+    if (rate <= 0 || senders.empty()) return r;
+    std::uint64_t sent_total = 0, counted_received = 0;
+    std::int64_t t0 = now_ns() + 10 * ms;
+    std::int64_t measure_from = t0 + to_ns(o_.warmup);
+    std::int64_t end = measure_from + to_ns(duration);
+    double interval = 1e9 / rate;
+    std::uint64_t k = 0;
+    for (Conn* c : counted) c->flag = true;
+    engine_.on_message = [&](Conn& c, std::string_view payload, bool, std::int64_t now) {
+      Stamp s;
+      if (!parse_stamp(payload, s) || !c.flag) return;
+      ++counted_received;
+      if (s.time_ns >= measure_from && s.time_ns < end) {
+        ++r.deliveries;
+        r.latency.record(now - s.time_ns);
+      }
+    };
+    engine_.on_tick = [&](std::int64_t now) {
+      while (true) {
+        auto due = t0 + static_cast<std::int64_t>(static_cast<double>(k) * interval);
+        if (due >= end) {
+          engine_.set_wakeup(0);
+          return;
+        }
+        if (due > now) {
+          engine_.set_wakeup(due);
+          return;
+        }
+        Conn* c = senders[k % senders.size()];
+        send_stamped(*c, due);
+        ++sent_total;
+        if (due >= measure_from) ++r.sends;
+        ++k;
+      }
+    };
+    engine_.set_wakeup(t0);
+    r.window.start();
+    engine_.run_until([] { return false; }, end);
+    r.window.stop();
+    engine_.on_tick = nullptr;
+    engine_.set_wakeup(0);
+    auto per_send = counted_per_send(counted);
+    r.drained = engine_.run_until([&] { return counted_received >= sent_total * per_send; }, now_ns() + 10 * sec);
+    for (Conn* c : counted) c->flag = false;
+    engine_.on_message = nullptr;
+    r.deliveries_per_s = static_cast<double>(r.deliveries) / to_ns(duration) * 1e9;
+    r.sends_per_s = static_cast<double>(r.sends) / to_ns(duration) * 1e9;
+    return r;
+  }
+
+  // Opens `rooms` rooms of `size` members (member i is in room i / size) and waits until
+  // each delivers to all its members.
+  std::vector<std::vector<Conn*>> open_rooms(int rooms, int size, const std::string& name, int rcvbuf_from = -1,
+                                             int rcvbuf = 0) {
+    auto conns = open_many(
+        rooms * size,
+        [&](int i) { return o_.broadcast_path + "?room=" + name + "-" + tag_ + "-" + std::to_string(i / size); },
+        rcvbuf_from, rcvbuf);
+    require_open(conns, name.c_str());
+    std::vector<std::vector<Conn*>> out(static_cast<std::size_t>(rooms));
+    for (std::size_t i = 0; i < conns.size(); ++i) {
+      conns[i]->group = static_cast<std::uint32_t>(i / static_cast<std::size_t>(size));
+      out[i / static_cast<std::size_t>(size)].push_back(conns[i]);
+    }
+    if (!wait_rooms_ready(out, 30)) throw std::runtime_error(name + ": rooms did not deliver to every member in 30 s");
+    return out;
+  }
+
+  // --- S2: room fan-out ---
+  Json s2() {
+    Json rows = Json::array();
+    for (int size : o_.s2_rooms) {
+      int rooms = std::max(1, o_.s2_clients / size);
+      auto room_list = open_rooms(rooms, size, "s2r" + std::to_string(size));
+      std::vector<Conn*> all;
+      for (auto& r : room_list) all.insert(all.end(), r.begin(), r.end());
+      quiesce();
+      auto sat = fanout_closed(all, all, o_.duration);
+      log("s2 room=", size, " deliveries/s=", sat.deliveries_per_s);
+      quiesce();
+      double half_rate = sat.sends_per_s / 2.0;
+      auto half = fanout_open(all, all, half_rate, o_.duration);
+      Json j;
+      j["room_size"] = size;
+      j["rooms"] = rooms;
+      j["clients"] = rooms * size;
+      j["deliveries_per_s"] = std::round(sat.deliveries_per_s);
+      j["sends_per_s"] = std::round(sat.sends_per_s);
+      j["saturated_latency"] = latency_json(sat.latency);
+      j["drained"] = sat.drained && half.drained;
+      sat.window.add(j, "delivery", sat.deliveries);
+      Json h;
+      h["sends_per_s_offered"] = std::round(half_rate);
+      h["deliveries_per_s"] = std::round(half.deliveries_per_s);
+      h["latency"] = latency_json(half.latency);
+      h["latency_curve"] = latency_curve(half.latency);
+      half.window.add(h, "delivery", half.deliveries);
+      j["half_load"] = h;
+      rows.push_back(j);
+      reset();
+    }
+    return rows;
+  }
+
+  // --- S3: idle sockets ---
+  Json s3() {
+    Json j;
+    auto active = open_many(o_.s3_active, [&](int) { return o_.echo_path; });
+    require_open(active, "s3 active");
+    quiesce();
+    auto before = echo_closed(active, o_.duration);
+    log("s3 without idle: ", before.rate);
+    quiesce();
+    auto rss0 = total_rss_kib(gateway_pids_);
+    auto t0 = now_ns();
+    auto idle = open_many(o_.s3_idle, [&](int) { return o_.echo_path; });
+    double open_s = static_cast<double>(now_ns() - t0) / 1e9;
+    auto idle_open = count_open(idle);
+    quiesce();
+    auto rss1 = total_rss_kib(gateway_pids_);
+    auto after = echo_closed(active, o_.duration);
+    log("s3 with ", idle_open, " idle: ", after.rate);
+    j["idle_requested"] = o_.s3_idle;
+    j["idle_open"] = idle_open;
+    j["idle_failed"] = last_open_failed_;
+    if (last_open_failed_) j["idle_first_error"] = last_open_error_;
+    j["idle_open_seconds"] = round3(open_s);
+    j["active"] = o_.s3_active;
+    j["without_idle"] = echo_json(before);
+    j["with_idle"] = echo_json(after);
+    j["rate_ratio"] = before.rate > 0 ? round3(after.rate / before.rate) : 0.0;
+    j["rss_before_kib"] = rss0;
+    j["rss_after_kib"] = rss1;
+    if (idle_open > 0)
+      j["rss_bytes_per_idle_socket"] = std::round(static_cast<double>(rss1 - rss0) * 1024.0 / idle_open);
+    std::size_t still_open = count_open(idle);
+    j["idle_still_open"] = still_open;
+    return j;
+  }
+
+  // --- S4: one connection ---
+  Json s4() {
+    Json j;
+    auto conns = open_many(1, [&](int) { return o_.echo_path; });
+    require_open(conns, "s4");
+    quiesce();
+    auto rt = echo_closed(conns, o_.duration);
+    j["round_trip"] = echo_json(rt);
+    j["round_trip"]["latency_curve"] = latency_curve(rt.latency);
+    quiesce();
+    // Open loop at a fixed rate on the same socket: an echo is a room of one.
+    conns[0]->group = 0;
+    auto fixed = fanout_open(conns, conns, o_.s4_rate, o_.duration);
+    Json f;
+    f["rate_offered"] = o_.s4_rate;
+    f["msgs_per_s"] = std::round(fixed.deliveries_per_s);
+    f["latency"] = latency_json(fixed.latency);
+    f["latency_curve"] = latency_curve(fixed.latency);
+    f["drained"] = fixed.drained;
+    fixed.window.add(f, "msg", fixed.deliveries);
+    j["fixed_rate"] = f;
+    return j;
+  }
+
+  // --- S5: connect storm to the chat app: time to the first server message (Status) ---
+  Json s5() {
+    Json j;
+    int n = o_.s5_sockets;
+    Histogram to_status;
+    std::uint64_t reached = 0, status_seen = 0;
+    std::int64_t last = 0;
+    engine_.on_message = [&](Conn& c, std::string_view payload, bool, std::int64_t now) {
+      if (c.flag) return;
+      c.flag = true;
+      ++reached;
+      if (payload.find("Status") != std::string_view::npos) ++status_seen;
+      to_status.record(now - c.t_connect);
+      last = now;
+    };
+    Window w;
+    w.pids = server_pids_;
+    w.start();
+    auto t0 = now_ns();
+    auto conns = open_many(
+        n,
+        [&](int i) {
+          return o_.chat_path + "?room=storm-" + tag_ + "-" + std::to_string(i / std::max(1, o_.s5_room_size));
+        },
+        -1, 0, o_.s5_concurrency);
+    engine_.run_until([&] { return reached + static_cast<std::uint64_t>(last_open_failed_) >= conns.size(); },
+                      now_ns() + 20 * sec);
+    w.stop();
+    double span = static_cast<double>((last ? last : now_ns()) - t0) / 1e9;
+    j["sockets"] = n;
+    j["concurrency"] = o_.s5_concurrency;
+    j["room_size"] = o_.s5_room_size;
+    j["reached_first_message"] = reached;
+    j["first_message_was_status"] = status_seen;
+    j["failed"] = last_open_failed_;
+    if (last_open_failed_) j["first_error"] = last_open_error_;
+    j["sockets_per_s"] = span > 0 ? std::round(static_cast<double>(reached) / span) : 0.0;
+    j["time_to_status"] = latency_json(to_status);
+    w.add(j, "socket", reached);
+    engine_.on_message = nullptr;
+    return j;
+  }
+
+  // --- S6: 10 % of a room stop reading ---
+  Json s6() {
+    Json j;
+    int size = o_.s6_room;
+    int stalled_n = static_cast<int>(std::round(size * o_.s6_stalled_pct / 100.0));
+    int healthy_n = size - stalled_n;
+    auto rooms = open_rooms(1, size, "s6", healthy_n, o_.s6_stalled_rcvbuf);
+    auto& room = rooms[0];
+    std::vector<Conn*> healthy(room.begin(), room.begin() + healthy_n);
+    std::vector<Conn*> stalled(room.begin() + healthy_n, room.end());
+    quiesce();
+    // Counted deliveries reach healthy members only: "sent * healthy" with one room (group 0).
+    auto base = fanout_closed(healthy, healthy, o_.duration);
+    log("s6 all reading: ", base.deliveries_per_s);
+    quiesce();
+    auto rss0 = total_rss_kib(gateway_pids_);
+    for (Conn* c : stalled) engine_.pause_reading(*c);
+    std::int64_t rss_peak = rss0;
+    std::int64_t next_sample = 0;
+    engine_.on_tick = [&](std::int64_t now) {
+      if (now >= next_sample) {
+        rss_peak = std::max(rss_peak, total_rss_kib(gateway_pids_));
+        next_sample = now + 100 * ms;
+      }
+    };
+    auto slow = fanout_closed(healthy, healthy, o_.duration);
+    engine_.on_tick = nullptr;
+    auto rss1 = total_rss_kib(gateway_pids_);
+    rss_peak = std::max(rss_peak, rss1);
+    log("s6 10% stalled: ", slow.deliveries_per_s);
+    // Let the stalled ones read again and see what the server did with them.
+    for (Conn* c : stalled) engine_.resume_reading(*c);
+    engine_.run_until([] { return false; }, now_ns() + 1 * sec);
+    std::size_t closed = 0, closed_4008 = 0;
+    for (Conn* c : stalled)
+      if (c->state != ConnState::open) {
+        ++closed;
+        if (c->close_code == 4008) ++closed_4008;
+      }
+    j["room_size"] = size;
+    j["stalled"] = stalled_n;
+    j["stalled_rcvbuf"] = o_.s6_stalled_rcvbuf;
+    Json a;
+    a["healthy_deliveries_per_s"] = std::round(base.deliveries_per_s);
+    base.window.add(a, "delivery", base.deliveries);
+    Json b;
+    b["healthy_deliveries_per_s"] = std::round(slow.deliveries_per_s);
+    b["drained"] = slow.drained;
+    slow.window.add(b, "delivery", slow.deliveries);
+    j["all_reading"] = a;
+    j["with_stalled"] = b;
+    j["rate_ratio"] = base.deliveries_per_s > 0 ? round3(slow.deliveries_per_s / base.deliveries_per_s) : 0.0;
+    j["rss_before_kib"] = rss0;
+    j["rss_peak_kib"] = rss_peak;
+    j["rss_growth_kib"] = rss_peak - rss0;
+    j["queue_cap_kib_total"] = std::round(o_.queue_cap_bytes * stalled_n / 1024.0);
+    j["stalled_closed_by_server"] = closed;
+    j["stalled_closed_4008"] = closed_4008;
+    return j;
+  }
+
+  const Options& o_;
+  Engine engine_;
+  WsUrl base_;
+  std::vector<int> server_pids_, gateway_pids_;
+  std::string tag_;
+  std::string payload_;
+  std::string last_open_error_;
+  int last_open_failed_ = 0;
+};
+
+std::string fmt(const Json& v, const char* key, const char* unit = "") {
+  if (!v.is_object() || !v.contains(key)) return "-";
+  const auto& x = v[key];
+  std::ostringstream s;
+  if (x.is_number_float()) {
+    double d = x.get<double>();
+    s.setf(std::ios::fixed);
+    s.precision(d >= 100 ? 0 : d >= 10 ? 1 : 2);
+    s << d;
+  } else {
+    s << x.dump();
+  }
+  s << unit;
+  return s.str();
+}
+
+}  // namespace
+
+Json run_scenarios(const Options& options) {
+  Runner runner(options);
+  return runner.run();
+}
+
+std::string format_table(const Json& r) {
+  std::ostringstream out;
+  out << "target " << r.value("target", "?") << " (" << r.value("url", "?") << ")\n";
+  const auto& s = r["scenarios"];
+  auto err = [&](const Json& v) { return v.is_object() && v.contains("error"); };
+  if (s.contains("s1")) {
+    if (err(s["s1"])) out << "S1 echo: error: " << s["s1"]["error"].get<std::string>() << "\n";
+    else
+      for (const auto& row : s["s1"])
+        out << "S1 echo            conns=" << fmt(row, "conns") << "  msgs/s=" << fmt(row, "msgs_per_s")
+            << "  p50=" << fmt(row["latency"], "p50_us", "us") << "  p99=" << fmt(row["latency"], "p99_us", "us")
+            << "  cpu/msg=" << fmt(row, "server_cpu_us_per_msg", "us") << "  bench cpu=" << fmt(row, "bench_cpu_pct", "%")
+            << "\n";
+  }
+  if (s.contains("s2")) {
+    if (err(s["s2"])) out << "S2 fan-out: error: " << s["s2"]["error"].get<std::string>() << "\n";
+    else
+      for (const auto& row : s["s2"])
+        out << "S2 fan-out         room=" << fmt(row, "room_size") << "  deliveries/s=" << fmt(row, "deliveries_per_s")
+            << "  cpu/delivery=" << fmt(row, "server_cpu_us_per_delivery", "us")
+            << "  half-load p50=" << fmt(row["half_load"]["latency"], "p50_us", "us")
+            << " p99=" << fmt(row["half_load"]["latency"], "p99_us", "us") << "  bench cpu=" << fmt(row, "bench_cpu_pct", "%")
+            << "\n";
+  }
+  if (s.contains("s3")) {
+    const auto& v = s["s3"];
+    if (err(v)) out << "S3 idle: error: " << v["error"].get<std::string>() << "\n";
+    else
+      out << "S3 idle            idle=" << fmt(v, "idle_open") << "  active msgs/s " << fmt(v["without_idle"], "msgs_per_s")
+          << " -> " << fmt(v["with_idle"], "msgs_per_s") << " (x" << fmt(v, "rate_ratio")
+          << ")  rss/idle socket=" << fmt(v, "rss_bytes_per_idle_socket", "B") << "\n";
+  }
+  if (s.contains("s4")) {
+    const auto& v = s["s4"];
+    if (err(v)) out << "S4 one socket: error: " << v["error"].get<std::string>() << "\n";
+    else
+      out << "S4 one socket      rtt p50=" << fmt(v["round_trip"]["latency"], "p50_us", "us")
+          << " p99=" << fmt(v["round_trip"]["latency"], "p99_us", "us") << "  at " << fmt(v["fixed_rate"], "rate_offered")
+          << "/s: p50=" << fmt(v["fixed_rate"]["latency"], "p50_us", "us")
+          << " p99=" << fmt(v["fixed_rate"]["latency"], "p99_us", "us") << "\n";
+  }
+  if (s.contains("s5")) {
+    const auto& v = s["s5"];
+    if (err(v)) out << "S5 storm: error: " << v["error"].get<std::string>() << "\n";
+    else
+      out << "S5 storm           sockets=" << fmt(v, "sockets") << "  reached=" << fmt(v, "reached_first_message")
+          << "  sockets/s=" << fmt(v, "sockets_per_s") << "  p50=" << fmt(v["time_to_status"], "p50_us", "us")
+          << " p99=" << fmt(v["time_to_status"], "p99_us", "us") << "\n";
+  }
+  if (s.contains("s6")) {
+    const auto& v = s["s6"];
+    if (err(v)) out << "S6 slow readers: error: " << v["error"].get<std::string>() << "\n";
+    else
+      out << "S6 slow readers    room=" << fmt(v, "room_size") << " stalled=" << fmt(v, "stalled")
+          << "  healthy deliveries/s " << fmt(v["all_reading"], "healthy_deliveries_per_s") << " -> "
+          << fmt(v["with_stalled"], "healthy_deliveries_per_s") << " (x" << fmt(v, "rate_ratio")
+          << ")  rss growth=" << fmt(v, "rss_growth_kib", "KiB") << "  closed 4008=" << fmt(v, "stalled_closed_4008")
+          << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace sb::bench

@@ -1,0 +1,45 @@
+// The issue-4 scenarios (S1..S6) over the engine. Each returns a JSON object of figures.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace sb::bench {
+
+using Json = nlohmann::ordered_json;
+
+struct Options {
+  std::string url = "ws://127.0.0.1:8080";  // base: scheme, host, port (a path here is ignored)
+  std::string label = "target";
+  std::vector<std::string> scenarios = {"s1", "s2", "s3", "s4", "s5", "s6"};
+  double duration = 5.0;  // seconds per measured phase
+  double warmup = 0.5;    // seconds before each measured phase, not counted
+  std::size_t size = 64;  // payload bytes
+  int sources = 8;        // loopback source addresses
+  std::string echo_path = "/echo";
+  std::string broadcast_path = "/broadcast";
+  std::string chat_path = "/chat";
+  std::vector<int> s1_conns = {100, 500};
+  std::vector<int> s2_rooms = {10, 100, 1000};
+  int s2_clients = 1000;
+  int s3_idle = 19000;
+  int s3_active = 100;
+  double s4_rate = 20000;
+  int s5_sockets = 5000;
+  int s5_concurrency = 500;
+  int s5_room_size = 10;
+  int s6_room = 1000;
+  double s6_stalled_pct = 10;
+  int s6_stalled_rcvbuf = 8192;
+  double queue_cap_bytes = 1 << 20;  // the server's per-socket queue cap, for the S6 report
+  int max_pending = 1000;            // handshakes in flight while opening many sockets
+  double connect_timeout = 60;       // seconds to open a scenario's sockets
+  std::vector<int> server_pids;      // the whole system under test (descendants added)
+  std::vector<int> gateway_pids;     // whose RSS is reported (default: server_pids)
+  bool verbose = false;
+};
+
+Json run_scenarios(const Options& options);
+std::string format_table(const Json& results);
+
+}  // namespace sb::bench
