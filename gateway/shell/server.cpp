@@ -5,6 +5,7 @@
 #include <zmq.h>
 
 #include <chrono>
+#include <malloc.h>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -322,6 +323,7 @@ struct Server::Impl final : SocketDriver {
         {"idle_events", c.idle_events},
         {"loop_drift_last_ms", loop_drift_last_ms},
         {"loop_drift_max_ms", loop_drift_max_ms},
+        {"heap_in_use_bytes", static_cast<std::uint64_t>(mallinfo2().uordblks)},
     };
     bool first = true;
     for (const auto& [name, value] : counters) {
@@ -523,7 +525,7 @@ struct Server::Impl final : SocketDriver {
     protocols[0].name = "switchboard";
     protocols[0].callback = &Impl::callback;
     protocols[0].per_session_data_size = sizeof(PerConnection);
-    protocols[0].rx_buffer_size = 0;
+    protocols[0].rx_buffer_size = 256;  // per-socket receive buffer; longer messages arrive in pieces
 
     struct lws_context_creation_info info;
     std::memset(&info, 0, sizeof info);
