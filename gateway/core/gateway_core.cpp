@@ -25,6 +25,13 @@ Session* GatewayCore::find(std::string_view wsid) {
   return it == sessions_.end() ? nullptr : it->second.get();
 }
 
+std::vector<Session*> GatewayCore::open_sessions() {
+  std::vector<Session*> out;
+  out.reserve(sessions_.size());
+  for (auto& [wsid, session] : sessions_) out.push_back(session.get());
+  return out;
+}
+
 Session* GatewayCore::find_any(const std::string& wsid) {
   if (auto it = sessions_.find(wsid); it != sessions_.end()) return it->second.get();
   if (auto it = closed_.find(wsid); it != closed_.end()) return it->second.get();

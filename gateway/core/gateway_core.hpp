@@ -146,6 +146,7 @@ class GatewayCore {
   void close_all(std::uint16_t code, const std::string& reason);
 
   Session* find(std::string_view wsid);
+  std::vector<Session*> open_sessions();
 
  private:
   void send(const std::string& routing_id, const proto::Envelope& envelope);

@@ -576,6 +576,13 @@ struct Server::Impl final : SocketDriver {
   }
 
   void finish() {
+    // Sockets still open (clients that did not answer the close frame in time): report their
+    // close to the workers now, since lws tears them down after our pool is gone.
+    for (Session* s : core.open_sessions()) {
+      auto* pc = static_cast<PerConnection*>(lws_wsi_user(static_cast<struct lws*>(s->transport)));
+      if (pc) pc->session = nullptr;
+      core.session_closed(*s, close_code::going_away, "gateway shutting down");
+    }
     if (context) {
       auto* c = context;
       context = nullptr;
