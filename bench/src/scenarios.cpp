@@ -335,6 +335,7 @@ class Runner {
     double deliveries_per_s = 0, sends_per_s = 0;
     std::uint64_t deliveries = 0, sends = 0;
     Histogram latency;
+    Histogram send_lag;  // open loop: how late the bench itself sent, vs the schedule
     Window window;
     bool drained = true;
   };
@@ -432,6 +433,7 @@ class Runner {
           return;
         }
         Conn* c = senders[k % senders.size()];
+        if (due >= measure_from) r.send_lag.record(now - due);
         send_stamped(*c, due);
         ++sent_total;
         if (due >= measure_from) ++r.sends;
@@ -499,6 +501,7 @@ class Runner {
       h["deliveries_per_s"] = std::round(half.deliveries_per_s);
       h["latency"] = latency_json(half.latency);
       h["latency_curve"] = latency_curve(half.latency);
+      h["bench_send_lag_p99_us"] = round3(us(half.send_lag.percentile(99)));
       half.window.add(h, "delivery", half.deliveries);
       j["half_load"] = h;
       rows.push_back(j);
@@ -561,6 +564,8 @@ class Runner {
     f["msgs_per_s"] = std::round(fixed.deliveries_per_s);
     f["latency"] = latency_json(fixed.latency);
     f["latency_curve"] = latency_curve(fixed.latency);
+    f["bench_send_lag_p99_us"] = round3(us(fixed.send_lag.percentile(99)));
+    f["bench_send_lag_p50_us"] = round3(us(fixed.send_lag.percentile(50)));
     f["drained"] = fixed.drained;
     fixed.window.add(f, "msg", fixed.deliveries);
     j["fixed_rate"] = f;

@@ -1,0 +1,351 @@
+// Builds the benchmark report from a results directory written by bench/run.sh:
+// <target>.json (switchboard-bench --json-out) and meta.json in; results.json, REPORT.md and
+// PNG plots (gnuplot, if installed) out. notes.md in the directory, if present, is appended.
+// Usage: node bench/report.mjs DIR
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const dir = process.argv[2];
+if (!dir) {
+  console.error('usage: node report.mjs RESULTS_DIR');
+  process.exit(2);
+}
+const meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta.json'), 'utf8'));
+const order = ['switchboard-1w', 'switchboard-2w', 'node-ws', 'pushpin'];
+const targets = {};
+for (const f of fs.readdirSync(dir)) {
+  if (!f.endsWith('.json') || f === 'meta.json' || f === 'results.json') continue;
+  try {
+    const r = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+    if (r && r.scenarios) targets[r.target] = r;
+  } catch (e) {
+    console.error(`report: skipping ${f}: ${e.message}`);
+  }
+}
+const names = Object.keys(targets).sort((a, b) => {
+  const ia = order.indexOf(a), ib = order.indexOf(b);
+  return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
+});
+fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify({ meta, targets }, null, 2) + '\n');
+
+// --- helpers ---
+const get = (obj, ...keys) => {
+  let v = obj;
+  for (const k of keys) {
+    if (v === undefined || v === null) return undefined;
+    v = v[k];
+  }
+  return v;
+};
+const s1Row = (t, conns) => (get(targets[t], 'scenarios', 's1') || []).find?.((r) => r.conns === conns);
+const s2Row = (t, size) => (get(targets[t], 'scenarios', 's2') || []).find?.((r) => r.room_size === size);
+const num = (v, digits) => {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return '–';
+  if (digits !== undefined) return v.toFixed(digits);
+  if (Number.isInteger(v)) return v.toLocaleString('en-US');
+  const a = Math.abs(v);
+  if (a >= 1000) return Math.round(v).toLocaleString('en-US');
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+};
+const table = (header, rows) =>
+  [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+const err = (t, s) => get(targets[t], 'scenarios', s, 'error');
+
+// --- targets of issue 4 ---
+// kind 'min': measured must be >= goal; 'max': <= goal.
+function verdict(measured, goal, kind) {
+  if (typeof measured !== 'number' || !Number.isFinite(measured)) return { met: 'n/a', margin: 'not measured' };
+  const met = kind === 'min' ? measured >= goal : measured <= goal;
+  let margin;
+  if (kind === 'min') {
+    margin = met ? `+${num((measured / goal - 1) * 100, 0)} % above` : `${num((1 - measured / goal) * 100, 0)} % short (needs ×${num(goal / measured, 2)})`;
+  } else {
+    margin = met ? `${num((1 - measured / goal) * 100, 0)} % under` : `${num((measured / goal - 1) * 100, 0)} % over (needs ÷${num(measured / goal, 2)})`;
+  }
+  return { met: met ? '**met**' : '**missed**', margin };
+}
+
+const sbNames = names.filter((n) => n.startsWith('switchboard'));
+const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b > 0 ? a / b : undefined);
+const goals = [
+  {
+    name: 'S2 fan-out, rooms of 100: deliveries/s vs Node `ws`', goal: 8, kind: 'min', unit: '×',
+    measure: (t) => ratio(s2Row(t, 100)?.deliveries_per_s, s2Row('node-ws', 100)?.deliveries_per_s),
+    detail: (t) => `${num(s2Row(t, 100)?.deliveries_per_s)} vs ${num(s2Row('node-ws', 100)?.deliveries_per_s)}/s`,
+  },
+  {
+    name: 'S2 fan-out, rooms of 100: deliveries/s vs Pushpin', goal: 1, kind: 'min', unit: '×', strict: true,
+    measure: (t) => ratio(s2Row(t, 100)?.deliveries_per_s, s2Row('pushpin', 100)?.deliveries_per_s),
+    detail: (t) => `${num(s2Row(t, 100)?.deliveries_per_s)} vs ${num(s2Row('pushpin', 100)?.deliveries_per_s)}/s`,
+  },
+  {
+    name: 'S2 p99 delivery latency at half load, rooms of 100', goal: 5000, kind: 'max', unit: 'µs',
+    measure: (t) => s2Row(t, 100)?.half_load?.latency?.p99_us,
+    detail: (t) => `p50 ${num(s2Row(t, 100)?.half_load?.latency?.p50_us)} µs at ${num(s2Row(t, 100)?.half_load?.sends_per_s_offered)} sends/s`,
+  },
+  ...[100, 500].map((c) => ({
+    name: `S1 echo, ${c} connections: msgs/s vs Node \`ws\` direct`, goal: 1.5, kind: 'min', unit: '×',
+    measure: (t) => ratio(s1Row(t, c)?.msgs_per_s, s1Row('node-ws', c)?.msgs_per_s),
+    detail: (t) => `${num(s1Row(t, c)?.msgs_per_s)} vs ${num(s1Row('node-ws', c)?.msgs_per_s)}/s`,
+  })),
+  {
+    name: 'S3 active echo rate with 19 000 idle sockets vs without', goal: 0.9, kind: 'min', unit: '×',
+    measure: (t) => get(targets[t], 'scenarios', 's3', 'rate_ratio'),
+    detail: (t) => {
+      const s = get(targets[t], 'scenarios', 's3') || {};
+      return `${num(s.without_idle?.msgs_per_s)} → ${num(s.with_idle?.msgs_per_s)}/s, ${num(s.idle_open)} idle open`;
+    },
+  },
+  {
+    name: 'S3 gateway memory per idle socket', goal: 1536, kind: 'max', unit: 'B',
+    measure: (t) => get(targets[t], 'scenarios', 's3', 'rss_bytes_per_idle_socket'),
+    detail: (t) => {
+      const s = get(targets[t], 'scenarios', 's3') || {};
+      return `RSS ${num(s.rss_before_kib)} → ${num(s.rss_after_kib)} KiB`;
+    },
+  },
+  {
+    name: 'S4 one-connection round trip p50', goal: 150, kind: 'max', unit: 'µs',
+    measure: (t) => get(targets[t], 'scenarios', 's4', 'round_trip', 'latency', 'p50_us'),
+    detail: (t) => `p99 ${num(get(targets[t], 'scenarios', 's4', 'round_trip', 'latency', 'p99_us'))} µs`,
+  },
+  {
+    name: 'S4 p99 at 20 000 msgs/s (open loop)', goal: 1000, kind: 'max', unit: 'µs',
+    measure: (t) => get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency', 'p99_us'),
+    detail: (t) => `achieved ${num(get(targets[t], 'scenarios', 's4', 'fixed_rate', 'msgs_per_s'))} msgs/s, p50 ${num(get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency', 'p50_us'))} µs`,
+  },
+  {
+    name: 'S5 connect storm: sockets/s reaching `Status`', goal: 10000, kind: 'min', unit: '/s',
+    measure: (t) => get(targets[t], 'scenarios', 's5', 'sockets_per_s'),
+    detail: (t) => `p99 time to Status ${num(get(targets[t], 'scenarios', 's5', 'time_to_status', 'p99_us') / 1000)} ms`,
+  },
+  {
+    name: 'S6 healthy sockets\' rate with 10 % stalled vs none', goal: 0.9, kind: 'min', unit: '×',
+    measure: (t) => get(targets[t], 'scenarios', 's6', 'rate_ratio'),
+    detail: (t) => {
+      const s = get(targets[t], 'scenarios', 's6') || {};
+      return `${num(s.all_reading?.healthy_deliveries_per_s)} → ${num(s.with_stalled?.healthy_deliveries_per_s)}/s`;
+    },
+  },
+  {
+    name: 'S6 gateway memory growth under the queue cap', goal: 1, kind: 'max', unit: '× cap',
+    measure: (t) => {
+      const s = get(targets[t], 'scenarios', 's6');
+      return s ? ratio(s.rss_growth_kib, s.queue_cap_kib_total) : undefined;
+    },
+    detail: (t) => {
+      const s = get(targets[t], 'scenarios', 's6') || {};
+      return `+${num(s.rss_growth_kib)} KiB (cap ${num(s.queue_cap_kib_total)} KiB), ${num(s.stalled_closed_4008)} closed 4008`;
+    },
+  },
+];
+
+const fmtMeasure = (v, unit) => {
+  if (typeof v !== 'number') return '–';
+  if (unit === '×' || unit === '× cap') return `${num(v, 2)}${unit === '×' ? '×' : '× cap'}`;
+  return `${num(v)} ${unit}`;
+};
+const goalText = (g) =>
+  `${g.kind === 'min' ? (g.strict ? '>' : '≥') : '≤'} ${g.unit === '×' ? `${g.goal}×` : g.unit === '× cap' ? 'cap' : `${num(g.goal)} ${g.unit}`}`;
+
+const lines = [];
+lines.push(`# Switchboard benchmark report — ${meta.date}`);
+lines.push('');
+lines.push(`Mode **${meta.mode}**, commit \`${meta.commit}\`${meta.tree_dirty ? ' (with uncommitted gateway/backend changes)' : ''}, ` +
+  `${meta.machine.cores} cores, ${meta.machine.memory_gib} GiB, kernel ${meta.machine.kernel}; ${meta.seconds} s in all; ` +
+  `load average ${meta.load_before ?? '?'} before, ${meta.load_after ?? '?'} after (other work on the machine skews the figures).`);
+lines.push('');
+lines.push(`Reproduce: \`${meta.command}\` (bench flags: \`${meta.bench_args.trim()}\`).`);
+lines.push('Everything ran on this one 2-core machine over loopback, one target after the other, the load generator ' +
+  '(`switchboard-bench`, one thread) included: absolute numbers drift from run to run, ratios hold better. ' +
+  'CPU-µs per message is the CPU time of the whole system under test (gateway + workers; Node process; ' +
+  'Pushpin\'s condure + zurl + proxy + handler + the GRIP origin) divided by messages delivered.');
+lines.push('');
+lines.push('## Targets of issue 4');
+lines.push('');
+const goalHeader = ['target', 'goal'];
+for (const t of sbNames) goalHeader.push(t, 'met?', 'margin');
+const goalRows = goals.map((g) => {
+  const row = [g.name, goalText(g)];
+  for (const t of sbNames) {
+    const m = g.measure(t);
+    let v = verdict(m, g.goal, g.kind);
+    if (g.strict && typeof m === 'number' && m === g.goal) v = { met: '**missed**', margin: 'equal' };
+    row.push(`${fmtMeasure(m, g.unit)} (${g.detail(t)})`, v.met, v.margin);
+  }
+  return row;
+});
+lines.push(table(goalHeader, goalRows));
+lines.push('');
+
+// --- side by side ---
+lines.push('## Side by side');
+lines.push('');
+lines.push('### S1 echo (closed loop, one message in flight per connection)');
+lines.push('');
+{
+  const rows = [];
+  for (const c of [100, 500]) {
+    for (const t of names) {
+      const r = s1Row(t, c);
+      if (err(t, 's1')) { rows.push([c, t, `error: ${err(t, 's1')}`, '', '', '', '']); continue; }
+      rows.push([c, t, num(r?.msgs_per_s), num(r?.latency?.p50_us), num(r?.latency?.p99_us), num(r?.server_cpu_us_per_msg), num(r?.bench_cpu_pct)]);
+    }
+  }
+  lines.push(table(['conns', 'target', 'msgs/s', 'p50 µs', 'p99 µs', 'server CPU-µs/msg', 'bench CPU %'], rows));
+}
+lines.push('');
+lines.push('### S2 room fan-out (every member sending; saturation = each member keeps one message in flight)');
+lines.push('');
+{
+  const rows = [];
+  const sizes = [...new Set(names.flatMap((t) => (get(targets[t], 'scenarios', 's2') || []).map?.((r) => r.room_size) || []))].sort((a, b) => a - b);
+  for (const size of sizes) {
+    for (const t of names) {
+      const r = s2Row(t, size);
+      if (!r) { rows.push([size, t, err(t, 's2') ? `error: ${err(t, 's2')}` : '–', '', '', '', '', '', '']); continue; }
+      rows.push([size, t, num(r.deliveries_per_s), num(r.server_cpu_us_per_delivery), num(r.saturated_latency?.p99_us),
+        num(r.half_load?.sends_per_s_offered), num(r.half_load?.latency?.p50_us), num(r.half_load?.latency?.p99_us), num(r.bench_cpu_pct)]);
+    }
+  }
+  lines.push(table(['room', 'target', 'deliveries/s', 'server CPU-µs/delivery', 'saturated p99 µs', 'half load sends/s',
+    'half load p50 µs', 'half load p99 µs', 'bench CPU %'], rows));
+}
+lines.push('');
+lines.push('![throughput vs room size](fanout.png)');
+lines.push('');
+lines.push('![latency distribution](latency.png)');
+lines.push('');
+lines.push('### S3 idle sockets (100 active echo sockets, then the same with the idle ones open)');
+lines.push('');
+{
+  const rows = names.map((t) => {
+    const s = get(targets[t], 'scenarios', 's3') || {};
+    if (s.error) return [t, `error: ${s.error}`, '', '', '', '', ''];
+    return [t, num(s.idle_open), num(s.without_idle?.msgs_per_s), num(s.with_idle?.msgs_per_s), num(s.rate_ratio, 2),
+      num(s.rss_bytes_per_idle_socket), num(s.idle_open_seconds)];
+  });
+  lines.push(table(['target', 'idle open', 'msgs/s without', 'msgs/s with', 'ratio', 'RSS B per idle socket', 'seconds to open'], rows));
+}
+lines.push('');
+lines.push('### S4 one connection');
+lines.push('');
+{
+  const rows = names.map((t) => {
+    const s = get(targets[t], 'scenarios', 's4') || {};
+    if (s.error) return [t, `error: ${s.error}`, '', '', '', '', '', ''];
+    return [t, num(s.round_trip?.latency?.p50_us), num(s.round_trip?.latency?.p99_us), num(s.round_trip?.msgs_per_s),
+      num(s.fixed_rate?.msgs_per_s), num(s.fixed_rate?.latency?.p50_us), num(s.fixed_rate?.latency?.p99_us),
+      num(s.fixed_rate?.bench_send_lag_p99_us)];
+  });
+  lines.push(table(['target', 'RTT p50 µs', 'RTT p99 µs', 'closed-loop msgs/s', 'fixed-rate msgs/s achieved', 'fixed-rate p50 µs',
+    'fixed-rate p99 µs', 'bench send lag p99 µs'], rows));
+  lines.push('');
+  lines.push('Open-loop latency is measured from the *scheduled* send time, so the load generator\'s own lateness ' +
+    '(timer wake-up on this VM, CPU shared with the server) is included; "bench send lag" shows that floor.');
+}
+lines.push('');
+lines.push('### S5 connect storm (chat app; `Status` is the first server message)');
+lines.push('');
+{
+  const rows = names.map((t) => {
+    const s = get(targets[t], 'scenarios', 's5') || {};
+    if (s.error) return [t, `error: ${s.error}`, '', '', '', '', ''];
+    return [t, num(s.sockets), num(s.reached_first_message), num(s.failed), num(s.sockets_per_s),
+      num(s.time_to_status?.p50_us / 1000), num(s.time_to_status?.p99_us / 1000), num(s.server_cpu_us_per_socket)];
+  });
+  lines.push(table(['target', 'sockets', 'reached Status', 'failed', 'sockets/s', 'p50 ms', 'p99 ms', 'server CPU-µs/socket'], rows));
+}
+lines.push('');
+lines.push('### S6 slow consumers (a room of 1 000, 10 % stop reading; healthy members keep one message in flight)');
+lines.push('');
+{
+  const rows = names.map((t) => {
+    const s = get(targets[t], 'scenarios', 's6') || {};
+    if (s.error) return [t, `error: ${s.error}`, '', '', '', '', ''];
+    return [t, num(s.all_reading?.healthy_deliveries_per_s), num(s.with_stalled?.healthy_deliveries_per_s), num(s.rate_ratio, 2),
+      num(s.rss_before_kib), num(s.rss_growth_kib), num(s.stalled_closed_by_server), num(s.stalled_closed_4008)];
+  });
+  lines.push(table(['target', 'healthy deliveries/s, all reading', 'with 10 % stalled', 'ratio', 'RSS before KiB', 'RSS growth KiB',
+    'stalled closed by server', 'of which 4008'], rows));
+}
+lines.push('');
+lines.push('### CPU cost per message (server side, whole system under test)');
+lines.push('');
+{
+  const rows = names.map((t) => [t,
+    num(s1Row(t, 100)?.server_cpu_us_per_msg), num(s1Row(t, 500)?.server_cpu_us_per_msg),
+    num(s2Row(t, 10)?.server_cpu_us_per_delivery), num(s2Row(t, 100)?.server_cpu_us_per_delivery),
+    num(s2Row(t, 1000)?.server_cpu_us_per_delivery)]);
+  lines.push(table(['target', 'S1 echo 100', 'S1 echo 500', 'S2 room 10 (per delivery)', 'S2 room 100', 'S2 room 1000'], rows));
+}
+lines.push('');
+const benchBusy = names.flatMap((t) => [...(get(targets[t], 'scenarios', 's1') || []), ...(get(targets[t], 'scenarios', 's2') || [])]
+  .filter((r) => r && r.bench_cpu_pct > 85).map((r) => `${t} ${r.conns ? `S1 ${r.conns}` : `S2 room ${r.room_size}`} (${num(r.bench_cpu_pct)} %)`));
+if (benchBusy.length) {
+  lines.push(`Load generator near one full core (its limit) in: ${benchBusy.join(', ')}. There the measured rate is a lower bound ` +
+    'of the server\'s, and the server and the bench share 2 cores.');
+  lines.push('');
+}
+const notes = path.join(dir, 'notes.md');
+if (fs.existsSync(notes)) {
+  lines.push(fs.readFileSync(notes, 'utf8').trim());
+  lines.push('');
+}
+fs.writeFileSync(path.join(dir, 'REPORT.md'), lines.join('\n'));
+
+// --- plots ---
+const gp = spawnSync('gnuplot', ['--version']);
+if (gp.status !== 0) {
+  console.error('report: gnuplot not found: no PNG plots (bench/run.sh installs gnuplot-nox)');
+  process.exit(0);
+}
+const sizes = [10, 100, 1000];
+const fanData = sizes.map((s) => [s, ...names.map((t) => s2Row(t, s)?.deliveries_per_s ?? NaN)].join(' ')).join('\n');
+fs.writeFileSync(path.join(dir, 'fanout.dat'), `# room ${names.join(' ')}\n${fanData}\n`);
+const curves = [];
+for (const t of names) {
+  const c2 = s2Row(t, 100)?.half_load?.latency_curve;
+  const c4 = get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency_curve');
+  for (const [key, c] of [['s2', c2], ['s4', c4]]) {
+    if (!Array.isArray(c)) continue;
+    const file = `latency-${key}-${t}.dat`;
+    // x = 1/(1-p): percentiles spread out on a log axis (p100 is left off: infinite).
+    fs.writeFileSync(path.join(dir, file), c.filter(([p]) => p < 100).map(([p, v]) => `${1 / (1 - p / 100)} ${Math.max(v, 0.1)} ${p}`).join('\n') + '\n');
+    curves.push({ key, t, file });
+  }
+}
+const plotLines = (key) => curves.filter((c) => c.key === key)
+  .map((c) => `'${c.file}' using 1:2 with linespoints title '${c.t}'`).join(', ');
+const script = `
+set terminal pngcairo size 900,560 font 'DejaVu Sans,10'
+set output 'fanout.png'
+set title 'S2 room fan-out at saturation: deliveries/s vs room size'
+set logscale xy
+set xlabel 'members per room (every member sending)'
+set ylabel 'deliveries per second'
+set xtics (10, 100, 1000)
+set grid
+set key top left
+plot ${names.map((t, i) => `'fanout.dat' using 1:${i + 2} with linespoints lw 2 title '${t}'`).join(', ')}
+set output 'latency.png'
+set key bottom right
+set multiplot layout 1,2 title 'Latency distribution (open loop, measured from the scheduled send time)'
+set logscale xy
+set xlabel 'percentile'
+set ylabel 'latency (µs)'
+set xtics ('50' 2, '90' 10, '99' 100, '99.9' 1000, '99.99' 10000)
+set xrange [1:20000]
+unset title
+set title 'S2 rooms of 100 at half of saturation'
+plot ${plotLines('s2') || "1/0 title 'no data'"}
+set title 'S4 one connection at a fixed rate'
+plot ${plotLines('s4') || "1/0 title 'no data'"}
+unset multiplot
+`;
+fs.writeFileSync(path.join(dir, 'plots.gnuplot'), script);
+const res = spawnSync('gnuplot', ['plots.gnuplot'], { cwd: dir, encoding: 'utf8' });
+if (res.status !== 0) console.error(`report: gnuplot failed: ${res.stderr}`);

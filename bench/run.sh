@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Runs the issue-4 benchmark: every scenario (S1..S6) of switchboard-bench against Switchboard
+# (gateway + 1 worker, gateway + 2 workers) and its peers (Node `ws`, Pushpin), one after the
+# other on this machine, in one run, on free loopback ports. Writes bench/results/<date>/ with
+# results.json, REPORT.md and PNG plots.
+#
+#   bench/run.sh [--quick | --full] [--targets LIST] [--out DIR] [--no-install] [--no-build]
+#
+#   --quick        short phases (2 s), a few minutes in all (default)
+#   --full         longer phases (10 s) and a bigger connect storm
+#   --tiny         a few sockets, sub-second phases: checks the harness, the figures mean nothing
+#   --targets      comma list of: switchboard-1w, switchboard-2w, node-ws, pushpin (default: all)
+#   --out DIR      results directory (default bench/results/<UTC date-time>)
+#   --no-install   do not apt-get/npm install anything
+#   --no-build     use the binaries already in build-bench/
+# Environment: SB_BENCH_BUILD_DIR (default build-bench), SB_BENCH_EXTRA (extra switchboard-bench flags).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bench_dir=$root/bench
+build_dir=${SB_BENCH_BUILD_DIR:-$root/build-bench}
+mode=quick
+targets=switchboard-1w,switchboard-2w,node-ws,pushpin
+out=""
+install=1
+build=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) mode=quick ;;
+    --full) mode=full ;;
+    --tiny) mode=tiny ;;
+    --targets) targets=$2; shift ;;
+    --out) out=$2; shift ;;
+    --no-install) install=0 ;;
+    --no-build) build=0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+[ -n "$out" ] || out=$bench_dir/results/$stamp
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/sb-bench-XXXXXX")
+log() { echo "[run.sh $(date -u +%H:%M:%S)] $*" >&2; }
+
+# --- dependencies ---
+if [ $install -eq 1 ]; then
+  "$root/deploy/install-deps.sh"
+  need=()
+  for p in pushpin condure zurl gnuplot-nox curl; do
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = "installed" ] || need+=("$p")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    log "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${need[@]}"
+  fi
+  (cd "$bench_dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# --- build ---
+if [ $build -eq 1 ]; then
+  cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$build_dir" -j "$(nproc)" --target switchboard-gateway switchboard-backend switchboard-bench
+fi
+gateway_bin=$build_dir/gateway/switchboard-gateway
+backend_bin=$build_dir/backend/switchboard-backend
+bench_bin=$build_dir/bench/switchboard-bench
+for b in "$gateway_bin" "$backend_bin" "$bench_bin"; do
+  [ -x "$b" ] || { echo "run.sh: missing $b (build first)" >&2; exit 1; }
+done
+
+# Up to 19 100 sockets on each side: every process started from here inherits the hard limit.
+ulimit -n "$(ulimit -Hn)"
+
+# --- sizes ---
+case $mode in
+  full) sizes=(--duration 10 --warmup 1 --s5-sockets 10000) ;;
+  quick) sizes=(--duration 2 --warmup 0.5 --s5-sockets 5000) ;;
+esac
+if [ "$mode" = tiny ]; then  # checks the harness itself in seconds; the figures mean nothing
+  sizes=(--duration 0.3 --warmup 0.1 --s1-conns 2,4 --s2-rooms 10,100 --s2-clients 100 --s3-idle 50 --s3-active 2
+         --s4-rate 500 --s5-sockets 20 --s5-concurrency 10 --s5-room-size 2 --s6-room 20 --s6-stalled-pct 10)
+else
+  sizes+=(--s1-conns 100,500 --s2-rooms 10,100,1000 --s2-clients 1000 --s3-idle 19000 --s3-active 100
+          --s4-rate 20000 --s5-concurrency 500 --s5-room-size 10 --s6-room 1000 --s6-stalled-pct 10)
+fi
+# shellcheck disable=SC2206
+extra=(${SB_BENCH_EXTRA:-})
+
+free_ports() {
+  node -e '
+    const net = require("net"); const n = Number(process.argv[1]); const s = [];
+    (async () => { for (let i = 0; i < n; i++) { const v = net.createServer();
+      await new Promise((r) => v.listen(0, "127.0.0.1", r)); s.push(v); }
+      console.log(s.map((v) => v.address().port).join(" ")); s.forEach((v) => v.close()); })();' "$1"
+}
+
+# Each target runs in its own process groups; everything started is stopped on exit.
+groups=()
+started_pid=0
+start_group() {  # name, command...; sets started_pid (no subshell, so groups stays in this shell)
+  local name=$1; shift
+  setsid "$@" >"$work/$name.log" 2>&1 &
+  started_pid=$!
+  groups+=("$started_pid")
+}
+stop_groups() {
+  for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for g in "${groups[@]}"; do kill -0 -- "-$g" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
+  for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+  groups=()
+}
+cleanup() { stop_groups; rm -rf "$work"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() {  # url, jq-free check string, seconds
+  local url=$1 want=$2 limit=$3
+  for _ in $(seq $((limit * 10))); do
+    body=$(curl -s -m 1 "$url" 2>/dev/null || true)
+    case $body in *"$want"*) return 0 ;; esac
+    sleep 0.1
+  done
+  return 1
+}
+wait_port() {
+  for _ in $(seq $(($2 * 10))); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+run_target() {
+  local target=$1 pids gw_pids url
+  case $target in
+    switchboard-1w|switchboard-2w)
+      local workers=${target#switchboard-}; workers=${workers%w}
+      read -r http pool < <(free_ports 2)
+      local g b
+      start_group "$target-gateway" "$gateway_bin" --listen "127.0.0.1:$http" --pool "tcp://127.0.0.1:$pool" \
+            --gateway-id bench --max-sockets 19500 --log-level warn
+      g=$started_pid
+      start_group "$target-backend" "$backend_bin" --gateway "tcp://127.0.0.1:$pool" --workers "$workers" \
+            --store "sqlite:$work/$target.db" --log-level warn
+      b=$started_pid
+      wait_http "http://127.0.0.1:$http/healthz" "\"workers\":$workers" 30 || { log "$target did not start"; return 1; }
+      pids="$g,$b"; gw_pids=$g; url=ws://127.0.0.1:$http ;;
+    node-ws)
+      read -r http < <(free_ports 1)
+      local n
+      start_group node-ws node "$bench_dir/peers/ws-server.mjs" --port "$http"
+      n=$started_pid
+      wait_http "http://127.0.0.1:$http/healthz" '"ok"' 30 || { log "node-ws did not start"; return 1; }
+      pids=$n; gw_pids=$n; url=ws://127.0.0.1:$http ;;
+    pushpin)
+      read -r http origin publish push sub cmd < <(free_ports 6)
+      local o p
+      start_group grip-origin node "$bench_dir/peers/grip-backend.mjs" --port "$origin" \
+            --publish "http://127.0.0.1:$publish/publish/"
+      o=$started_pid
+      start_group pushpin "$bench_dir/peers/pushpin-peer.sh" "$work/pushpin" "$http" "$origin" "$publish" "$push" "$sub" "$cmd"
+      p=$started_pid
+      wait_http "http://127.0.0.1:$origin/healthz" '"ok"' 30 && wait_port "$http" 30 && wait_port "$publish" 30 \
+        || { log "pushpin did not start"; return 1; }
+      sleep 1  # the runner starts its services one by one; the ports open before all are linked
+      pids="$p,$o"
+      gw_pids=$(pgrep -g "$p" | paste -sd, -)  # condure, zurl, proxy, handler: the socket holders
+      url=ws://127.0.0.1:$http ;;
+    *) log "unknown target $target"; return 1 ;;
+  esac
+  log "$target: $url (server pids $pids)"
+  "$bench_bin" --url "$url" --label "$target" --server-pids "$pids" --gateway-pid "$gw_pids" \
+    "${sizes[@]}" "${extra[@]}" --json-out "$out/$target.json" -v 2>"$work/$target-bench.log" | tee "$out/$target.txt" \
+    || log "$target: bench exited non-zero (see $out/$target.txt)"
+  cp "$work/$target-bench.log" "$out/$target-bench.log" 2>/dev/null || true
+  stop_groups
+}
+
+started=$(date -u +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+IFS=, read -r -a target_list <<<"$targets"
+for t in "${target_list[@]}"; do
+  run_target "$t" || true
+  stop_groups
+done
+
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$root" status --porcelain -- gateway backend proto common 2>/dev/null | head -1)
+cat >"$out/meta.json" <<EOF
+{"date":"$stamp","mode":"$mode","commit":"$commit","tree_dirty":$([ -n "$dirty" ] && echo true || echo false),
+ "command":"bench/run.sh --$mode --targets $targets","seconds":$(( $(date -u +%s) - started )),
+ "machine":{"cores":$(nproc),"kernel":"$(uname -r)","memory_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo)},
+ "load_before":"$load_before","load_after":"$(cut -d' ' -f1-3 /proc/loadavg)",
+ "bench_args":"$(printf '%s ' "${sizes[@]}" "${extra[@]}")"}
+EOF
+node "$bench_dir/report.mjs" "$out"
+log "report: $out/REPORT.md"
