@@ -13,7 +13,8 @@
 #   --out DIR      results directory (default bench/results/<UTC date-time>)
 #   --no-install   do not apt-get/npm install anything
 #   --no-build     use the binaries already in build-bench/
-# Environment: SB_BENCH_BUILD_DIR (default build-bench), SB_BENCH_EXTRA (extra switchboard-bench flags).
+# Environment: SB_BENCH_BUILD_DIR (default build-bench), SB_BENCH_EXTRA (extra switchboard-bench flags),
+#              SB_BENCH_COMMIT (commit to name in the report when the tree is an export, not a clone).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -196,8 +197,8 @@ for t in "${target_list[@]}"; do
   stop_groups
 done
 
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$root" status --porcelain -- gateway backend proto common 2>/dev/null | head -1)
+commit=${SB_BENCH_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+dirty=$(git -C "$root" status --porcelain -- gateway backend proto common 2>/dev/null | head -1 || true)
 cat >"$out/meta.json" <<EOF
 {"date":"$stamp","mode":"$mode","commit":"$commit","tree_dirty":$([ -n "$dirty" ] && echo true || echo false),
  "command":"bench/run.sh --$mode --targets $targets","seconds":$(( $(date -u +%s) - started )),
