@@ -10,6 +10,7 @@ packages=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libboost-program-options-dev doctest-dev libsqlite3-dev nlohmann-json3-dev
   chromium
+  sqlite3  # the fault tests read the shared store with the CLI
 )
 # Node.js for the end-to-end and browser tests: only when there is none (any install is fine).
 if ! command -v node >/dev/null 2>&1; then
