@@ -15,7 +15,9 @@ std::string OpenRequest::param(std::string_view name, std::string_view fallback)
   return value ? *value : std::string(fallback);
 }
 
-void ServerHandle::write(std::string_view data, bool binary) { pool_.write(wsid_, data, binary); }
+void ServerHandle::write(std::string_view data, bool binary, std::string_view dedupe_key) {
+  pool_.write(wsid_, data, binary, dedupe_key);
+}
 void ServerHandle::end(std::uint16_t code, std::string_view reason) { pool_.end(wsid_, code, reason); }
 void ServerHandle::is_open(std::function<void(bool)> done) { pool_.query(wsid_, std::move(done)); }
 

@@ -7,14 +7,28 @@ namespace sb::backend {
 
 proto::AppInfo BroadcastApp::info() const { return {name, proto::AppMode::shared, 0}; }
 
-OpenDecision BroadcastApp::on_open(Pool& pool, const OpenRequest& request) {
+namespace {
+
+std::string room_of(const OpenRequest& request) {
   auto room = request.param("room", "default");
-  if (room.empty()) room = "default";
+  return room.empty() ? std::string("default") : room;
+}
+
+}  // namespace
+
+OpenDecision BroadcastApp::on_open(Pool& pool, const OpenRequest& request) {
+  auto room = room_of(request);
   if (room.size() > max_room_bytes) return OpenDecision::refused(close_code::policy_violation, "room name too long");
   auto topic = topic_for(room);
   pool.subscribe(request.wsid, topic);
   topics_[request.wsid] = std::move(topic);
   return OpenDecision::accepted();
+}
+
+void BroadcastApp::on_resume(Pool&, const OpenRequest& request, std::uint64_t) {
+  auto room = room_of(request);
+  if (room.size() > max_room_bytes) return;  // refused when it opened: cannot be resumed
+  topics_[request.wsid] = topic_for(room);
 }
 
 void BroadcastApp::on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary) {

@@ -44,7 +44,15 @@ OpenDecision ChatApp::on_open(Pool& pool, const OpenRequest& request) {
 }
 
 void ChatApp::on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary) {
-  guarded("message", wsid, [&] { message(pool, wsid, data, binary); });
+  on_message(pool, wsid, data, binary, 0);
+}
+
+void ChatApp::on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary, std::uint64_t seq) {
+  guarded("message", wsid, [&] { message(pool, wsid, data, binary, seq); });
+}
+
+void ChatApp::on_resume(Pool& pool, const OpenRequest& request, std::uint64_t acked_seq) {
+  guarded("resume", request.wsid, [&] { resume(pool, request, acked_seq); });
 }
 
 void ChatApp::on_close(Pool& pool, const Wsid& wsid, std::uint16_t code, std::string_view reason) {
@@ -61,7 +69,28 @@ void ChatApp::purge_stale_epochs(Pool& pool, const std::string& gateway_id, std:
   });
 }
 
-OpenDecision ChatApp::open(Pool& pool, const OpenRequest& request) {
+void ChatApp::purge_gateway(Pool& pool, const std::string& gateway_id) {
+  guarded("purge", gateway_id, [&] {
+    for (const auto& room : store_.remove_gateway_members(gateway_id)) publish_userlist(pool, room);
+  });
+}
+
+std::string ChatApp::dedupe_key(const ChatMessage& message) {
+  return "chat:" + message.room + ":" + std::to_string(message.id);
+}
+
+OpenDecision ChatApp::open(Pool& pool, const OpenRequest& request) { return join(pool, request, true); }
+
+void ChatApp::resume(Pool& pool, const OpenRequest& request, std::uint64_t acked_seq) {
+  if (store_.member(request.wsid)) return;  // the usual case: the first worker's join is stored
+  bool greet = acked_seq == 0;
+  log::info("chat ", request.wsid, ": taken over without a membership: joining again", greet ? " (in full)" : "");
+  auto decision = join(pool, request, greet);
+  // The socket was accepted once, so it cannot be refused any more: close it like a refusal.
+  if (!decision.accept) pool.end(request.wsid, decision.code, decision.reason);
+}
+
+OpenDecision ChatApp::join(Pool& pool, const OpenRequest& request, bool greet) {
   const Wsid& wsid = request.wsid;
   auto room = chat::check_room(request.param("room"));
   if (!room.error.empty()) {
@@ -71,12 +100,14 @@ OpenDecision ChatApp::open(Pool& pool, const OpenRequest& request) {
 
   // Order matters: Status first (the page shows the WSID), subscribe before anything is
   // published to the room so this socket sees its own join, history before live traffic.
-  pool.write(wsid, chat::status_json(wsid, worker_id_));
+  if (greet) pool.write(wsid, chat::status_json(wsid, worker_id_));
   const auto topic = chat::room_topic(room.room);
   pool.subscribe(wsid, topic);
   store_.add_member({wsid, room.room, chat::default_alias(wsid)});
 
-  for (const auto& past : store_.recent_messages(room.room, chat::history_limit)) pool.write(wsid, chat::chat_json(past));
+  if (greet)
+    for (const auto& past : store_.recent_messages(room.room, chat::history_limit))
+      pool.write(wsid, chat::chat_json(past));
 
   auto members = store_.members(room.room);
   bool joined = std::any_of(members.begin(), members.end(), [&](const ChatMember& m) { return m.wsid == wsid; });
@@ -90,12 +121,12 @@ OpenDecision ChatApp::open(Pool& pool, const OpenRequest& request) {
   return OpenDecision::accepted();
 }
 
-void ChatApp::message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary) {
+void ChatApp::message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary, std::uint64_t seq) {
   auto request = chat::parse_client(data, binary);
   if (auto* alias = std::get_if<chat::SetAlias>(&request)) {
     set_alias(pool, wsid, alias->alias);
   } else if (auto* text = std::get_if<chat::SendMessage>(&request)) {
-    send_message(pool, wsid, text->base64);
+    send_message(pool, wsid, text->base64, seq);
   } else {
     reject(pool, wsid, std::get<chat::Invalid>(request).reason);
   }
@@ -108,7 +139,7 @@ void ChatApp::set_alias(Pool& pool, const Wsid& wsid, const std::string& alias) 
   publish_userlist(pool, changed->room);
 }
 
-void ChatApp::send_message(Pool& pool, const Wsid& wsid, const std::string& base64) {
+void ChatApp::send_message(Pool& pool, const Wsid& wsid, const std::string& base64, std::uint64_t seq) {
   auto sender = store_.member(wsid);
   if (!sender) return reject(pool, wsid, "unknown member: message not sent");
 
@@ -120,10 +151,18 @@ void ChatApp::send_message(Pool& pool, const Wsid& wsid, const std::string& base
   message.message = base64;
   message.sent = chat::format_sent(now_());
   message.wsid = wsid;
-  if (store_.append_message(message) <= 0) return reject(pool, wsid, "message could not be stored, try again");
+  message.seq = seq;
+  auto stored = store_.append_message(message);
+  if (!stored.ok) return reject(pool, wsid, "message could not be stored, try again");
+  if (!stored.inserted) {
+    // Processed before (failover): `message` is now the stored row. Publish it again under the
+    // same key: the first worker may have died before publishing; if not, the gateway drops this.
+    ++republished_;
+    log::info("chat ", wsid, ": message seq ", seq, " was stored before as id ", message.id, ": publishing it again");
+  }
 
   // Every member on every gateway gets it, the sender included (that is its echo).
-  pool.publish(chat::room_topic(message.room), chat::chat_json(message));
+  pool.publish(chat::room_topic(message.room), chat::chat_json(message), false, {}, dedupe_key(message));
 }
 
 void ChatApp::leave(Pool& pool, const Wsid& wsid, const char* why) {

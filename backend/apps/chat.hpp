@@ -10,6 +10,12 @@
 //   missing from the room afterwards) refuses the socket with 1011; a message that could not
 //   be stored or an alias that could not be set answers the sender with an Error.
 // - Exceptions (only bad_alloc is realistic) are caught at each callback and logged.
+//
+// Failover (issue 3): a MESSAGE may be processed twice (the worker died after storing it but
+// before the gateway got the ACK). The store keeps (wsid, seq) unique; a repeat is not stored
+// again but its stored row is published again, and every Chat is published with the dedupe
+// key "chat:<room>:<id>", so the gateway delivers it once whether or not the first worker got
+// to publish it. Alias changes and userlists are idempotent and carry no key.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -29,7 +35,14 @@ class ChatApp : public App {
 
   proto::AppInfo info() const override;
   OpenDecision on_open(Pool& pool, const OpenRequest& request) override;
+  // Without a seq (no dedupe in the store); the runtime calls the 5-argument form.
   void on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary) override;
+  void on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary, std::uint64_t seq) override;
+  // Taken over from another worker: normally its join is in the store and nothing is done. If
+  // the member is missing, the join is repaired: in full (Status, history, userlist) when no
+  // message was ever acknowledged (the first worker likely died inside on_open), else quietly
+  // (membership and userlist only; the member was purged while the socket lived on).
+  void on_resume(Pool& pool, const OpenRequest& request, std::uint64_t acked_seq) override;
   void on_close(Pool& pool, const Wsid& wsid, std::uint16_t code, std::string_view reason) override;
   void on_gone(Pool& pool, const Wsid& wsid) override;
 
@@ -37,19 +50,31 @@ class ChatApp : public App {
   // for good. Removes them and publishes fresh userlists to the rooms they left. The worker
   // runtime should call this on every WELCOME (idempotent; cheap when nothing is stale).
   void purge_stale_epochs(Pool& pool, const std::string& gateway_id, std::uint64_t live_epoch);
+  // A gateway is gone for good (dead past the lease): removes all its members, any epoch, and
+  // publishes fresh userlists. The runtime's gateway-lost listener calls this.
+  void purge_gateway(Pool& pool, const std::string& gateway_id);
+
+  // The dedupe key a Chat is published with.
+  static std::string dedupe_key(const ChatMessage& message);
+  // Messages seen again after a failover and published again instead of stored again.
+  std::uint64_t republished() const { return republished_; }
 
  private:
   OpenDecision open(Pool& pool, const OpenRequest& request);
-  void message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary);
+  // open() without the greeting (Status, history) when `greet` is false.
+  OpenDecision join(Pool& pool, const OpenRequest& request, bool greet);
+  void resume(Pool& pool, const OpenRequest& request, std::uint64_t acked_seq);
+  void message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary, std::uint64_t seq);
   void leave(Pool& pool, const Wsid& wsid, const char* why);
   void set_alias(Pool& pool, const Wsid& wsid, const std::string& alias);
-  void send_message(Pool& pool, const Wsid& wsid, const std::string& base64);
+  void send_message(Pool& pool, const Wsid& wsid, const std::string& base64, std::uint64_t seq);
   void reject(Pool& pool, const Wsid& wsid, std::string_view reason);
   void publish_userlist(Pool& pool, const std::string& room);
 
   ChatStore& store_;
   std::string worker_id_;
   Clock now_;
+  std::uint64_t republished_ = 0;
 };
 
 }  // namespace sb::backend

@@ -7,6 +7,7 @@ namespace sb::backend {
 
 class EchoApp final : public App {
  public:
+  using App::on_message;
   static constexpr const char* name = "echo";
   proto::AppInfo info() const override;
   void on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary) override;

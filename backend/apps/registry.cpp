@@ -54,6 +54,8 @@ std::optional<AppSet> build_apps(const std::vector<std::string>& names, const st
       set.welcome_listeners.push_back([raw](Pool& pool, const std::string& gateway_id, std::uint64_t epoch) {
         raw->purge_stale_epochs(pool, gateway_id, epoch);
       });
+      set.gateway_lost_listeners.push_back(
+          [raw](Pool& pool, const std::string& gateway_id) { raw->purge_gateway(pool, gateway_id); });
       set.apps.push_back(std::move(chat));
     } else if (name == EchoApp::name) {
       set.apps.push_back(std::make_unique<EchoApp>());

@@ -19,6 +19,8 @@ struct AppSet {
   std::vector<std::unique_ptr<App>> apps;
   // To run on every WELCOME with (gateway id, epoch), e.g. the chat app's stale-epoch purge.
   std::vector<std::function<void(Pool&, const std::string&, std::uint64_t)>> welcome_listeners;
+  // To run when a gateway is given up (dead past the lease), e.g. the chat app's gateway purge.
+  std::vector<std::function<void(Pool&, const std::string&)>> gateway_lost_listeners;
 
   std::vector<App*> pointers() const;
 };

@@ -60,6 +60,8 @@ constexpr Range ranges[] = {
     {"reconnect-max-ms", &BackendConfig::reconnect_max_ms, 1, 600'000},
     {"linger-ms", &BackendConfig::linger_ms, 0, 600'000},
     {"stop-grace-ms", &BackendConfig::stop_grace_ms, 0, 600'000},
+    {"gateway-lease-ms", &BackendConfig::gateway_lease_ms, 30, 86'400'000},
+    {"drain-timeout-ms", &BackendConfig::drain_timeout_ms, 0, 600'000},
 };
 
 }  // namespace
@@ -131,6 +133,8 @@ ParseOutcome<BackendConfig> parse_backend_options(const std::vector<std::string>
   add_range(ranges[10], "largest ZeroMQ reconnect delay (ms)");
   add_range(ranges[11], "ZeroMQ linger at shutdown (ms)");
   add_range(ranges[12], "time children get after SIGTERM before SIGKILL (ms)");
+  add_range(ranges[13], "a gateway silent this long is given up: its sockets are closed and leave the store (ms)");
+  add_range(ranges[14], "SIGTERM: longest wait for the gateways to take our sockets before exiting (ms)");
 
   ParseOutcome<BackendConfig> outcome;
   auto raw = parse_layers("switchboard-backend",
@@ -193,6 +197,8 @@ ParseOutcome<BackendConfig> parse_backend_options(const std::vector<std::string>
   if (config.gateway_dead_ms <= config.heartbeat_ms)
     return fail("--gateway-dead-ms must be larger than --heartbeat-ms (3x is usual)");
   if (config.reconnect_max_ms < config.reconnect_ms) return fail("--reconnect-max-ms must be >= --reconnect-ms");
+  if (config.gateway_lease_ms <= config.gateway_dead_ms)
+    return fail("--gateway-lease-ms must be larger than --gateway-dead-ms");
 
   outcome.config = std::move(config);
   return outcome;

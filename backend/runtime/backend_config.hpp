@@ -24,6 +24,9 @@ struct BackendConfig {
   std::int64_t heartbeat_ms = 1000;
   // A gateway silent this long is dead (3 missed heartbeats, Paranoid Pirate); HELLO again.
   std::int64_t gateway_dead_ms = 3000;
+  // A gateway silent this long is given up: its sockets get on_close and leave the store, so
+  // no stale member stays online when a gateway dies for good. Long enough to ride out a restart.
+  std::int64_t gateway_lease_ms = 10000;
   // Largest pool frame we accept (ZMQ_MAXMSGSIZE and decode limit): 64 KiB messages plus
   // headroom; stops a rogue peer from making us allocate without bound.
   std::int64_t max_pool_message_bytes = 16ll << 20;
@@ -39,12 +42,16 @@ struct BackendConfig {
   std::int64_t query_timeout_ms = 10000;
   // Unanswered QUERYs kept at once; more are answered "not open" at once (counted).
   std::int64_t max_pending_queries = 10000;
-  // zmq reconnect backoff: quick on a local restart, capped so a long outage costs little.
-  std::int64_t reconnect_ms = 100;
-  std::int64_t reconnect_max_ms = 2000;
+  // zmq reconnect backoff, 1 s doubling to 32 s (Paranoid Pirate): a dead gateway costs a
+  // connection attempt now and then, not a storm; a restarted one is re-joined on its own.
+  std::int64_t reconnect_ms = 1000;
+  std::int64_t reconnect_max_ms = 32000;
   // Finite linger: shutdown may spend at most this long flushing (default zmq linger is forever).
   std::int64_t linger_ms = 500;
-  // Supervisor: how long children get after SIGTERM before SIGKILL.
+  // SIGTERM: BYE to the gateways, keep serving until each answers BYE (its sockets moved to
+  // other workers) or this long has passed, then exit 0.
+  std::int64_t drain_timeout_ms = 2000;
+  // Supervisor: how long children get after SIGTERM before SIGKILL (longer than the drain).
   std::int64_t stop_grace_ms = 5000;
   // debug|info|warn|error.
   std::string log_level = "info";

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstring>
 
+#include <unistd.h>
+
 #include "common/log.hpp"
 
 namespace sb::backend {
@@ -20,6 +22,7 @@ DispatcherSettings settings_from(const BackendConfig& config, const std::string&
   settings.worker_id = worker_id;
   settings.heartbeat = std::chrono::milliseconds(config.heartbeat_ms);
   settings.gateway_dead = std::chrono::milliseconds(config.gateway_dead_ms);
+  settings.gateway_lease = std::chrono::milliseconds(config.gateway_lease_ms);
   settings.query_timeout = std::chrono::milliseconds(config.query_timeout_ms);
   settings.max_outbox_bodies = static_cast<std::size_t>(config.max_outbox_bodies);
   settings.max_pending_queries = static_cast<std::size_t>(config.max_pending_queries);
@@ -36,6 +39,14 @@ bool set_int(void* socket, int option, int value, const char* name, std::string&
 
 // Rate limit for repeated warnings: the 1st, 2nd, 4th, 8th... occurrence.
 bool worth_logging(std::uint64_t count) { return (count & (count - 1)) == 0; }
+
+// Empties a non-blocking signal pipe (or eventfd) so it stops being readable.
+void consume(int fd) {
+  if (fd < 0) return;
+  char buffer[64];
+  while (::read(fd, buffer, sizeof buffer) > 0) {
+  }
+}
 
 }  // namespace
 
@@ -140,11 +151,10 @@ void Worker::send_batch(std::size_t gateway, std::vector<std::string>& bodies) {
       counters_.bodies_dropped += dropped;
       if (i == first && err == EAGAIN) {
         ++counters_.send_eagain;
+        if (i == 0) dispatcher_.batch_undelivered(gateway, std::chrono::steady_clock::now());
         // Expected while a gateway is down (HELLOs); a warning once it welcomed us.
-        if (!dispatcher_.welcomed(gateway)) {
+        if (!dispatcher_.welcomed(gateway))
           log::debug("gateway ", config_.gateways[gateway], " not connected: ", dropped, " bodies dropped");
-          dispatcher_.hello_undelivered(gateway, std::chrono::steady_clock::now());
-        }
         else if (worth_logging(counters_.send_eagain))
           log::warn("gateway ", config_.gateways[gateway], " not accepting (EAGAIN, high-water mark?): ", dropped,
                     " bodies dropped; ", counters_.send_eagain, " times so far");
@@ -194,22 +204,57 @@ bool Worker::step(int stop_fd, int max_wait_ms) {
 int Worker::run(int stop_fd) {
   while (step(stop_fd)) {
   }
-  log::info("stopping");
+  consume(stop_fd);
+  drain(stop_fd);
   close();
   return 0;
+}
+
+bool Worker::drain(int stop_fd) {
+  using std::chrono::milliseconds;
+  auto started = std::chrono::steady_clock::now();
+  auto deadline = started + milliseconds(config_.drain_timeout_ms);
+  dispatcher_.start_drain(started);
+  dispatcher_.flush(started, [this](std::size_t g, std::vector<std::string>& bodies) { send_batch(g, bodies); });
+  // What is already queued first: a WELCOME read now still gets its BYE.
+  step(-1, 0);
+  while (!dispatcher_.drained()) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      log::warn("drain: not every gateway answered BYE within ", config_.drain_timeout_ms,
+                " ms; stopping with ", dispatcher_.open_sockets(), " sockets still here");
+      return false;
+    }
+    auto left = std::chrono::ceil<milliseconds>(deadline - now).count();
+    if (!step(stop_fd, static_cast<int>(left))) {
+      consume(stop_fd);
+      log::warn("drain: signalled again, stopping now");
+      return false;
+    }
+  }
+  auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started).count();
+  if (dispatcher_.counters().byes_sent == 0)
+    log::info("drained: no gateway had registered us, nothing to hand back");
+  else
+    log::info("drained in ", took, " ms: every gateway we said BYE to answered (or is gone)");
+  return true;
 }
 
 void Worker::close() {
   if (sockets_.empty()) return;
   auto now = std::chrono::steady_clock::now();
-  dispatcher_.say_goodbye();
+  if (!dispatcher_.draining()) dispatcher_.start_drain(now);  // at least tell them (BYE)
   dispatcher_.flush(now, [this](std::size_t g, std::vector<std::string>& bodies) { send_batch(g, bodies); });
+  log::info("stopping");
   const auto& c = dispatcher_.counters();
   log::info("counters: received=", c.bodies_received, " messages=", c.messages, " opens=", c.opens,
-            " refused=", c.refused, " closes=", c.closes, " decode_errors=", c.decode_errors,
-            " duplicates=", c.duplicate_messages, " unknown_wsids=", c.unknown_wsids, " app_errors=", c.app_errors,
-            " unroutable=", c.unroutable, " outbox_drops=", c.outbox_drops, " sent_messages=", counters_.messages_sent,
-            " send_eagain=", counters_.send_eagain, " bodies_dropped=", counters_.bodies_dropped);
+            " resumes=", c.resumes, " refused=", c.refused, " closes=", c.closes, " close_acks=", c.close_acks,
+            " decode_errors=", c.decode_errors, " duplicates=", c.duplicate_messages,
+            " unknown_wsids=", c.unknown_wsids, " app_errors=", c.app_errors, " unroutable=", c.unroutable,
+            " outbox_drops=", c.outbox_drops, " forgotten=", c.forgotten, " handed_off=", c.handed_off,
+            " revived=", c.revived, " purged_stale=", c.purged_stale, " purged_lost=", c.purged_lost,
+            " sent_messages=", counters_.messages_sent, " send_eagain=", counters_.send_eagain,
+            " bodies_dropped=", counters_.bodies_dropped);
   for (void* socket : sockets_) zmq_close(socket);  // linger bounds how long BYE may take
   sockets_.clear();
   if (own_context_ && context_) {

@@ -34,11 +34,18 @@ class Worker {
   // Creates the sockets and connects them (start-up: failures are configuration errors).
   bool open(std::string& error);
   // One loop iteration: waits for traffic, `stop_fd` (if >= 0) or the next timer, capped at
-  // `max_wait_ms` (if >= 0). Returns false once stop_fd is readable.
+  // `max_wait_ms` (if >= 0). Returns false once stop_fd is readable (nothing is read from it).
   bool step(int stop_fd, int max_wait_ms = -1);
-  // Loops until stop_fd is readable, then says BYE and closes. Returns the exit code (0).
+  // Loops until stop_fd is readable (a signal), then drains: BYE to every welcomed gateway,
+  // events keep being processed and ACKed until every gateway answered BYE or
+  // --drain-timeout-ms passed; then closes. stop_fd readable again during the drain (a second
+  // signal) ends it at once. Reads (consumes) what arrives on stop_fd, which should be
+  // non-blocking. Returns the exit code (0).
   int run(int stop_fd);
-  // BYE to welcomed gateways, a last flush, sockets closed (bounded by linger).
+  // The drain part of run(), for callers with their own loop. Returns true if every gateway
+  // answered, false on timeout or stop_fd.
+  bool drain(int stop_fd);
+  // BYE to welcomed gateways unless drained already, a last flush, sockets closed (bounded by linger).
   void close();
 
   Dispatcher& dispatcher() { return dispatcher_; }

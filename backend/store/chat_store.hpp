@@ -22,6 +22,14 @@ struct ChatMessage {
   std::string message;       // base64, as the client sent it
   std::string sent;          // "YYYY-MM-DD HH:MM:SS" UTC
   std::string wsid;          // sender
+  // The sender's MESSAGE seq: (wsid, seq) is stored once, so a message processed twice after a
+  // worker failover is not stored twice. 0 = no such key (every append stores a new row).
+  std::uint64_t seq = 0;
+};
+
+struct AppendResult {
+  bool ok = false;        // false: the store failed (and logged why); `message` is unchanged
+  bool inserted = false;  // with ok: true = a new row; false = (wsid, seq) was stored before
 };
 
 class ChatStore {
@@ -34,13 +42,18 @@ class ChatStore {
   virtual std::optional<ChatMember> remove_member(const std::string& wsid) = 0;
   virtual std::optional<ChatMember> member(const std::string& wsid) = 0;
   virtual std::vector<ChatMember> members(const std::string& room) = 0;  // in join order
-  // Stores the message, assigning message.id; returns it.
-  virtual std::int64_t append_message(ChatMessage& message) = 0;
+  // Stores the message unless its (wsid, seq) is already stored (seq != 0). Either way, on
+  // success `message` ends up as the stored row: its id is set and, for a repeat, every field
+  // is the first one's (its author, its time), so a re-publication is byte-identical.
+  virtual AppendResult append_message(ChatMessage& message) = 0;
   // The last `limit` messages of the room, oldest first.
   virtual std::vector<ChatMessage> recent_messages(const std::string& room, int limit) = 0;
   // Removes every member whose WSID belongs to gateway_id with an epoch other than
   // `live_epoch`; returns the rooms that lost members (for fresh userlists).
   virtual std::vector<std::string> remove_stale_epochs(const std::string& gateway_id, std::uint64_t live_epoch) = 0;
+  // Removes every member whose WSID belongs to gateway_id, any epoch (the gateway is gone for
+  // good); returns the rooms that lost members.
+  virtual std::vector<std::string> remove_gateway_members(const std::string& gateway_id) = 0;
 };
 
 }  // namespace sb::backend

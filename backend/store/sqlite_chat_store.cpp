@@ -12,9 +12,9 @@ namespace {
 
 constexpr int busy_timeout_ms = 5000;  // workers queue this long for the write lock
 
-// Idempotent: every worker runs it at start, possibly at the same moment.
+// Idempotent: every worker runs it at start, possibly at the same moment; each step runs in
+// one BEGIN IMMEDIATE transaction, so they take turns (see open()).
 constexpr const char* schema_sql = R"sql(
-BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS members (
   wsid   TEXT PRIMARY KEY NOT NULL,
   room   TEXT NOT NULL,
@@ -28,11 +28,17 @@ CREATE TABLE IF NOT EXISTS messages (
   author  TEXT NOT NULL,
   message TEXT NOT NULL,  -- base64 as the client sent it
   sent    TEXT NOT NULL,  -- 'YYYY-MM-DD HH:MM:SS' UTC
-  wsid    TEXT NOT NULL
+  wsid    TEXT NOT NULL,
+  seq     INTEGER         -- the sender's MESSAGE seq; NULL = none (UNIQUE ignores NULLs)
 );
 CREATE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
-COMMIT;
 )sql";
+
+// Issue-2 files have no messages.seq: added in place (old rows keep NULL).
+constexpr const char* has_seq_sql = "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'seq'";
+constexpr const char* add_seq_sql = "ALTER TABLE messages ADD COLUMN seq INTEGER";
+// A message processed twice (worker failover) is stored once.
+constexpr const char* seq_index_sql = "CREATE UNIQUE INDEX IF NOT EXISTS messages_wsid_seq ON messages (wsid, seq)";
 
 // Indexed by SqliteChatStore::Stmt.
 constexpr const char* statement_sql[] = {
@@ -47,7 +53,10 @@ constexpr const char* statement_sql[] = {
     "DELETE FROM members WHERE wsid = ?1 RETURNING wsid, room, alias",
     "SELECT wsid, room, alias FROM members WHERE wsid = ?1",
     "SELECT wsid, room, alias FROM members WHERE room = ?1 ORDER BY joined",
-    "INSERT INTO messages (room, author, message, sent, wsid) VALUES (?1, ?2, ?3, ?4, ?5)",
+    // No row back: (wsid, seq) was stored before.
+    "INSERT INTO messages (room, author, message, sent, wsid, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    " ON CONFLICT (wsid, seq) DO NOTHING RETURNING id",
+    "SELECT id, room, author, message, sent, wsid FROM messages WHERE wsid = ?1 AND seq = ?2",
     "SELECT id, room, author, message, sent, wsid FROM"
     " (SELECT * FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
     // A key range instead of LIKE: gateway ids may contain '_', a LIKE wildcard.
@@ -65,6 +74,18 @@ std::string column(sqlite3_stmt* st, int index) {
 }
 
 ChatMember member_row(sqlite3_stmt* st) { return {column(st, 0), column(st, 1), column(st, 2)}; }
+
+// Columns id, room, author, message, sent, wsid.
+ChatMessage message_row(sqlite3_stmt* st) {
+  ChatMessage m;
+  m.id = sqlite3_column_int64(st, 0);
+  m.room = column(st, 1);
+  m.author = column(st, 2);
+  m.message = column(st, 3);
+  m.sent = column(st, 4);
+  m.wsid = column(st, 5);
+  return m;
+}
 
 }  // namespace
 
@@ -148,10 +169,24 @@ std::unique_ptr<SqliteChatStore> SqliteChatStore::open(const std::string& path, 
     return nullptr;
   }
   if (!run("PRAGMA synchronous=NORMAL", "cannot set synchronous")) return nullptr;
-  if (!run(schema_sql, "cannot create schema")) {
+  // Schema and migration in one write transaction: workers starting together on an old file
+  // must not both add the column.
+  std::string has_seq;
+  bool schema_ok = run("BEGIN IMMEDIATE", "cannot lock the schema") && run(schema_sql, "cannot create schema") &&
+                   [&] {
+                     char* why = nullptr;
+                     if (sqlite3_exec(db, has_seq_sql, on_row, &has_seq, &why) == SQLITE_OK) return true;
+                     error = "sqlite: cannot inspect the schema of " + path + ": " + (why ? why : sqlite3_errmsg(db));
+                     sqlite3_free(why);
+                     return false;
+                   }() &&
+                   (has_seq != "0" || run(add_seq_sql, "cannot add messages.seq")) &&
+                   run(seq_index_sql, "cannot create the (wsid, seq) index") && run("COMMIT", "cannot commit the schema");
+  if (!schema_ok) {
     sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     return nullptr;
   }
+  if (has_seq == "0") log::info("chat store: ", path, " upgraded (messages.seq added)");
   if (!store->prepare_all(error)) return nullptr;
   return store;
 }
@@ -265,9 +300,13 @@ std::vector<ChatMember> SqliteChatStore::members(const std::string& room) {
   return out;
 }
 
-std::int64_t SqliteChatStore::append_message(ChatMessage& message) {
+AppendResult SqliteChatStore::append_message(ChatMessage& message) {
   Tx tx(*this);
-  if (!tx.begin("append_message")) return 0;
+  if (!tx.begin("append_message")) return {};
+  auto bind_seq = [&](sqlite3_stmt* st, int index) {
+    if (message.seq == 0) sqlite3_bind_null(st, index);
+    else sqlite3_bind_int64(st, index, static_cast<sqlite3_int64>(message.seq));
+  };
   std::int64_t id = 0;
   {
     Use use(*this, insert_message);
@@ -276,15 +315,43 @@ std::int64_t SqliteChatStore::append_message(ChatMessage& message) {
     bind(use.get(), 3, message.message);
     bind(use.get(), 4, message.sent);
     bind(use.get(), 5, message.wsid);
-    if (sqlite3_step(use.get()) != SQLITE_DONE) {
-      fail("append_message");
-      return 0;
+    bind_seq(use.get(), 6);
+    int rc = sqlite3_step(use.get());
+    if (rc == SQLITE_ROW) {
+      id = sqlite3_column_int64(use.get(), 0);
+      rc = sqlite3_step(use.get());  // RETURNING: the statement finishes on the next step
     }
-    id = sqlite3_last_insert_rowid(db_);
+    if (rc != SQLITE_DONE) {
+      fail("append_message");
+      return {};
+    }
   }
-  if (!tx.commit("append_message")) return 0;
-  message.id = id;
-  return id;
+  ChatMessage stored;
+  if (id == 0) {
+    // A repeat: hand back the row as first stored.
+    Use use(*this, select_message_by_key);
+    bind(use.get(), 1, message.wsid);
+    bind_seq(use.get(), 2);
+    int rc = sqlite3_step(use.get());
+    if (rc != SQLITE_ROW) {
+      if (rc == SQLITE_DONE) {
+        ++error_count_;
+        log::error("sqlite append_message: (", message.wsid, ", ", message.seq, ") conflicts but cannot be read");
+      } else {
+        fail("append_message");
+      }
+      return {};
+    }
+    stored = message_row(use.get());
+    stored.seq = message.seq;
+  }
+  if (!tx.commit("append_message")) return {};
+  if (id != 0) {
+    message.id = id;
+    return {true, true};
+  }
+  message = std::move(stored);
+  return {true, false};
 }
 
 std::vector<ChatMessage> SqliteChatStore::recent_messages(const std::string& room, int limit) {
@@ -294,16 +361,7 @@ std::vector<ChatMessage> SqliteChatStore::recent_messages(const std::string& roo
   bind(use.get(), 1, room);
   sqlite3_bind_int(use.get(), 2, limit);
   int rc;
-  while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) {
-    ChatMessage m;
-    m.id = sqlite3_column_int64(use.get(), 0);
-    m.room = column(use.get(), 1);
-    m.author = column(use.get(), 2);
-    m.message = column(use.get(), 3);
-    m.sent = column(use.get(), 4);
-    m.wsid = column(use.get(), 5);
-    out.push_back(std::move(m));
-  }
+  while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) out.push_back(message_row(use.get()));
   if (rc != SQLITE_DONE) {
     fail("recent_messages");
     out.clear();
@@ -312,12 +370,21 @@ std::vector<ChatMessage> SqliteChatStore::recent_messages(const std::string& roo
 }
 
 std::vector<std::string> SqliteChatStore::remove_stale_epochs(const std::string& gateway_id, std::uint64_t live_epoch) {
+  return remove_gateway(gateway_id, live_epoch, "remove_stale_epochs");
+}
+
+std::vector<std::string> SqliteChatStore::remove_gateway_members(const std::string& gateway_id) {
+  return remove_gateway(gateway_id, std::nullopt, "remove_gateway_members");
+}
+
+std::vector<std::string> SqliteChatStore::remove_gateway(const std::string& gateway_id,
+                                                         std::optional<std::uint64_t> keep_epoch, const char* op) {
   std::vector<std::string> rooms;
   Tx tx(*this);
-  if (!tx.begin("remove_stale_epochs")) return rooms;
+  if (!tx.begin(op)) return rooms;
 
   // Every WSID "<gateway_id>.<...>" sorts in ["<gateway_id>.", "<gateway_id>/") ('/' follows '.').
-  std::vector<std::pair<std::string, std::string>> stale;  // wsid, room
+  std::vector<std::pair<std::string, std::string>> doomed;  // wsid, room
   {
     std::string low = gateway_id + ".";
     std::string high = gateway_id + "/";
@@ -329,30 +396,32 @@ std::vector<std::string> SqliteChatStore::remove_stale_epochs(const std::string&
       std::string wsid = column(use.get(), 0);
       auto parts = parse_wsid(wsid);
       // Unparseable ids under this prefix cannot belong to a live socket either.
-      if (parts && parts->gateway_id == gateway_id && parts->epoch == live_epoch) continue;
-      stale.emplace_back(std::move(wsid), column(use.get(), 1));
+      if (keep_epoch && parts && parts->gateway_id == gateway_id && parts->epoch == *keep_epoch) continue;
+      doomed.emplace_back(std::move(wsid), column(use.get(), 1));
     }
     if (rc != SQLITE_DONE) {
-      fail("remove_stale_epochs");
+      fail(op);
       return {};
     }
   }
-  for (const auto& [wsid, room] : stale) {
+  for (const auto& [wsid, room] : doomed) {
     Use use(*this, delete_member);
     bind(use.get(), 1, wsid);
     int rc;
     while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) {
     }
     if (rc != SQLITE_DONE) {
-      fail("remove_stale_epochs");
+      fail(op);
       return {};
     }
     rooms.push_back(room);
   }
-  if (!tx.commit("remove_stale_epochs")) return {};
+  if (!tx.commit(op)) return {};
   std::sort(rooms.begin(), rooms.end());
   rooms.erase(std::unique(rooms.begin(), rooms.end()), rooms.end());
-  if (!stale.empty()) log::info("chat store: removed ", stale.size(), " members of stale epochs of gateway ", gateway_id);
+  if (!doomed.empty())
+    log::info("chat store: removed ", doomed.size(), " members of gateway ", gateway_id,
+              keep_epoch ? " (stale epochs)" : " (gateway lost)");
   return rooms;
 }
 

@@ -10,13 +10,18 @@
 // Errors: methods never throw. A failed SQLite call is logged (level error, with the
 // operation and SQLite's message), counted in error_count(), and the method returns its
 // "nothing" value: add_member does nothing, set_alias/remove_member/member return nullopt,
-// members/recent_messages/remove_stale_epochs return empty lists, append_message returns 0
-// (a real id is never 0). ChatApp turns those into an Error reply to the client, or a
-// refusal (1011) on join; see chat.hpp.
+// members/recent_messages/remove_stale_epochs/remove_gateway_members return empty lists,
+// append_message returns ok = false. ChatApp turns those into an Error reply to the client,
+// or a refusal (1011) on join; see chat.hpp.
+//
+// Schema changes are applied in place at open (issue 3 added messages.seq and a UNIQUE
+// (wsid, seq) index), so a file written by an older version keeps working.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "backend/store/chat_store.hpp"
 
@@ -39,9 +44,10 @@ class SqliteChatStore : public ChatStore {
   std::optional<ChatMember> remove_member(const std::string& wsid) override;
   std::optional<ChatMember> member(const std::string& wsid) override;
   std::vector<ChatMember> members(const std::string& room) override;
-  std::int64_t append_message(ChatMessage& message) override;
+  AppendResult append_message(ChatMessage& message) override;
   std::vector<ChatMessage> recent_messages(const std::string& room, int limit) override;
   std::vector<std::string> remove_stale_epochs(const std::string& gateway_id, std::uint64_t live_epoch) override;
+  std::vector<std::string> remove_gateway_members(const std::string& gateway_id) override;
 
   // SQLite failures since open (each one also logged).
   std::uint64_t error_count() const { return error_count_; }
@@ -57,6 +63,7 @@ class SqliteChatStore : public ChatStore {
     select_member,
     select_members,
     insert_message,
+    select_message_by_key,
     select_recent,
     select_gateway_members,
     stmt_count
@@ -68,6 +75,9 @@ class SqliteChatStore : public ChatStore {
   bool prepare_all(std::string& error);
   bool exec(Stmt which, const char* op);  // step a statement without rows to completion
   void fail(const char* op);              // log + count the connection's last error
+  // Members of gateway_id with an epoch other than keep_epoch (any epoch if nullopt).
+  std::vector<std::string> remove_gateway(const std::string& gateway_id, std::optional<std::uint64_t> keep_epoch,
+                                          const char* op);
 
   sqlite3* db_ = nullptr;
   sqlite3_stmt* stmts_[stmt_count] = {};

@@ -62,6 +62,10 @@ TEST_CASE("backend options: defaults") {
   CHECK(config.worker_id.empty());
   CHECK(config.heartbeat_ms == 1000);
   CHECK(config.gateway_dead_ms == 3000);
+  CHECK(config.gateway_lease_ms == 10000);
+  CHECK(config.drain_timeout_ms == 2000);
+  CHECK(config.reconnect_ms == 1000);  // 1 s doubling to 32 s
+  CHECK(config.reconnect_max_ms == 32000);
   CHECK(config.max_pool_message_bytes == defaults.max_pool_message_bytes);
   CHECK(config.send_hwm == defaults.send_hwm);
   CHECK(config.linger_ms == defaults.linger_ms);
@@ -158,4 +162,20 @@ TEST_CASE("backend options: generated worker ids are valid") {
   CHECK(a.find("-" + std::to_string(getpid()) + "-") != std::string::npos);
   CHECK_FALSE(sb::backend::valid_worker_id(""));
   CHECK_FALSE(sb::backend::valid_worker_id(std::string(201, 'a')));
+}
+
+TEST_CASE("backend options: gateway lease and drain timeout") {
+  auto config = parse_ok({"--gateway-lease-ms", "4000", "--drain-timeout-ms", "500"});
+  CHECK(config.gateway_lease_ms == 4000);
+  CHECK(config.drain_timeout_ms == 500);
+  config = parse_ok({}, {{"SWITCHBOARD_GATEWAY_LEASE_MS", "7000"}});
+  CHECK(config.gateway_lease_ms == 7000);
+  CHECK(parse_error({"--gateway-lease-ms", "3000"}).find("--gateway-lease-ms") != std::string::npos);  // = dead
+  CHECK(parse_error({"--gateway-dead-ms", "20000"}).find("--gateway-lease-ms") != std::string::npos);
+  CHECK(parse_ok({"--gateway-dead-ms", "20000", "--gateway-lease-ms", "60000"}).gateway_lease_ms == 60000);
+  CHECK(parse_error({"--drain-timeout-ms", "-1"}).find("--drain-timeout-ms") != std::string::npos);
+  CHECK(parse_ok({"--drain-timeout-ms", "0"}).drain_timeout_ms == 0);
+  auto help = parse_backend_options({"--help"}, {});
+  CHECK(help.message.find("--gateway-lease-ms") != std::string::npos);
+  CHECK(help.message.find("--drain-timeout-ms") != std::string::npos);
 }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,10 @@
 #include "backend/apps/chat_protocol.hpp"
 #include "backend/store/sqlite_chat_store.hpp"
 #include "common/base64.hpp"
+#include "common/wsid.hpp"
 
 using namespace sb::backend;
+namespace chat = sb::backend::chat;
 using nlohmann::json;
 
 namespace {
@@ -29,20 +32,23 @@ class FakePool : public Pool {
     bool binary = false;
     Wsid except;
     std::uint16_t code = 0;
+    std::string dedupe_key;
   };
   std::vector<Call> calls;
 
-  void write(const Wsid& wsid, std::string_view data, bool binary) override {
+  void write(const Wsid& wsid, std::string_view data, bool binary, std::string_view dedupe_key) override {
     auto& c = add("write");
     c.targets = {wsid};
     c.data = data;
     c.binary = binary;
+    c.dedupe_key = dedupe_key;
   }
-  void write(const std::vector<Wsid>& wsids, std::string_view data, bool binary) override {
+  void write(const std::vector<Wsid>& wsids, std::string_view data, bool binary, std::string_view dedupe_key) override {
     auto& c = add("write");
     c.targets = wsids;
     c.data = data;
     c.binary = binary;
+    c.dedupe_key = dedupe_key;
   }
   void end(const Wsid& wsid, std::uint16_t code, std::string_view reason) override {
     auto& c = add("end");
@@ -60,12 +66,14 @@ class FakePool : public Pool {
     c.targets = {wsid};
     c.topic = topic;
   }
-  void publish(std::string_view topic, std::string_view data, bool binary, const Wsid& except) override {
+  void publish(std::string_view topic, std::string_view data, bool binary, const Wsid& except,
+               std::string_view dedupe_key) override {
     auto& c = add("publish");
     c.topic = topic;
     c.data = data;
     c.binary = binary;
     c.except = except;
+    c.dedupe_key = dedupe_key;
   }
   void query(const Wsid& wsid, std::function<void(bool)> done) override { add("query").targets = {wsid}; }
 
@@ -455,9 +463,10 @@ class FailingStore : public ChatStore {
     return std::nullopt;
   }
   std::vector<ChatMember> members(const std::string&) override { return list; }
-  std::int64_t append_message(ChatMessage&) override { return 0; }
+  AppendResult append_message(ChatMessage&) override { return {}; }
   std::vector<ChatMessage> recent_messages(const std::string&, int) override { return {}; }
   std::vector<std::string> remove_stale_epochs(const std::string&, std::uint64_t) override { return {}; }
+  std::vector<std::string> remove_gateway_members(const std::string&) override { return {}; }
 };
 }  // namespace
 
@@ -494,4 +503,133 @@ TEST_CASE("chat protocol: helpers") {
   CHECK(utf8_length("Zoë 🙂") == 5);
   CHECK(check_alias("\t Ann \n").alias == "Ann");
   CHECK(error_json("bad \xFF byte").find("Error") != std::string::npos);  // no throw on bad UTF-8
+}
+
+// ---------------------------------------------------------------- issue 3: failover
+
+TEST_CASE("chat: a message processed twice (same seq) is stored once and re-published with the same key") {
+  Fixture f;
+  f.join("gw.1.aaaa");
+  f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("hello"), false, 5);
+  auto first = f.pool.take();
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].kind == "publish");
+  auto chat = parse(first[0].data);
+  auto id = chat["Id"].get<std::int64_t>();
+  CHECK(first[0].dedupe_key == "chat:default:" + std::to_string(id));
+  CHECK(ChatApp::dedupe_key(f.store->recent_messages("default", 1).at(0)) == first[0].dedupe_key);
+
+  // The worker died before the gateway got the ACK: another worker (same store) gets it again,
+  // later (the clock moved on) and after an alias change.
+  ChatApp other(*f.store, "worker-8", [&f] { return f.clock(); });
+  f.send("gw.1.aaaa", user_msg("Ann"));
+  other.on_message(f.pool, "gw.1.aaaa", chat_msg("hello"), false, 5);
+  auto again = f.pool.take();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].kind == "publish");
+  CHECK(again[0].topic == "chat:default");
+  CHECK(again[0].data == first[0].data);  // byte for byte: same id, author, time
+  CHECK(again[0].dedupe_key == first[0].dedupe_key);
+  CHECK(other.republished() == 1);
+  CHECK(f.store->recent_messages("default", 10).size() == 1);
+
+  // The next seq is a new message with a new key.
+  f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("next"), false, 6);
+  auto next = f.pool.take();
+  REQUIRE(next.size() == 1);
+  auto next_id = parse(next[0].data)["Id"].get<std::int64_t>();
+  CHECK(next_id > id);
+  CHECK(next[0].dedupe_key == "chat:default:" + std::to_string(next_id));
+  CHECK(parse(next[0].data)["Author"] == "Ann");
+  CHECK(f.store->recent_messages("default", 10).size() == 2);
+}
+
+TEST_CASE("chat: seq is per sender; without a seq nothing is deduplicated") {
+  Fixture f;
+  f.join("gw.1.aaaa");
+  f.join("gw.1.bbbb");
+  f.pool.take();
+  f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("a1"), false, 1);
+  f.app->on_message(f.pool, "gw.1.bbbb", chat_msg("b1"), false, 1);
+  f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("no seq"), false, 0);
+  f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("no seq"), false);
+  auto calls = f.pool.take();
+  REQUIRE(calls.size() == 4);
+  std::set<std::string> keys;
+  for (const auto& c : calls) keys.insert(c.dedupe_key);
+  CHECK(keys.size() == 4);  // every Chat has its own key
+  CHECK(f.store->recent_messages("default", 10).size() == 4);
+  CHECK(f.app->republished() == 0);
+}
+
+TEST_CASE("chat: alias changes and errors carry no dedupe key") {
+  Fixture f;
+  f.join("gw.1.aaaa");
+  f.app->on_message(f.pool, "gw.1.aaaa", user_msg("Ann"), false, 1);
+  f.app->on_message(f.pool, "gw.1.aaaa", "junk", false, 2);
+  auto calls = f.pool.take();
+  REQUIRE(calls.size() == 2);
+  for (const auto& c : calls) CHECK(c.dedupe_key.empty());
+}
+
+TEST_CASE("chat: resume of a socket whose join is stored does nothing") {
+  Fixture f;
+  f.join("gw.1.aaaa", "room=r");
+  f.app->on_resume(f.pool, request("gw.1.aaaa", "room=r"), 3);
+  f.app->on_resume(f.pool, request("gw.1.aaaa", "room=r"), 0);
+  CHECK(f.pool.take().empty());
+}
+
+TEST_CASE("chat: resume without a stored member repairs the join") {
+  Fixture f;
+  f.join("gw.1.aaaa", "room=r");
+  f.send("gw.1.aaaa", chat_msg("history"));
+  f.pool.take();
+
+  // acked_seq 0: the first worker may have died inside on_open: the whole join, Status first.
+  auto calls = [&] {
+    f.app->on_resume(f.pool, request("gw.1.bbbb", "room=r"), 0);
+    return f.pool.take();
+  }();
+  REQUIRE(calls.size() == 4);
+  CHECK(parse(calls[0].data)["Type"] == "Status");
+  CHECK(calls[1].kind == "subscribe");
+  CHECK(parse(calls[2].data)["Type"] == "Chat");
+  CHECK(names(parse(calls[3].data)) == std::vector<std::string>{"guest-aaaa", "guest-bbbb"});
+
+  // acked_seq > 0: it was greeted long ago and lost its membership (e.g. purged): quietly back.
+  f.store->remove_member("gw.1.aaaa");
+  f.app->on_resume(f.pool, request("gw.1.aaaa", "room=r"), 7);
+  calls = f.pool.take();
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[0].kind == "subscribe");
+  CHECK(calls[0].topic == "chat:r");
+  CHECK(calls[1].kind == "publish");
+  CHECK(names(parse(calls[1].data)) == std::vector<std::string>{"guest-bbbb", "guest-aaaa"});
+
+  // A room it could never have joined: ended instead.
+  f.app->on_resume(f.pool, request("gw.1.cccc", "room=" + std::string(65, 'r')), 0);
+  calls = f.pool.take();
+  REQUIRE(calls.size() == 1);
+  CHECK(calls[0].kind == "end");
+  CHECK(calls[0].code == 1008);
+}
+
+TEST_CASE("chat: purge of a lost gateway removes all its members, any epoch, and publishes userlists") {
+  Fixture f;
+  const auto a_old = sb::make_wsid("gw", 1, 1), a_new = sb::make_wsid("gw", 2, 1);
+  const auto other = sb::make_wsid("gw2", 1, 1);
+  f.join(a_old, "room=a");
+  f.join(other, "room=a");
+  f.join(a_new, "room=b");
+  f.pool.take();
+  f.app->purge_gateway(f.pool, "gw");
+  auto calls = f.pool.take();
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[0].topic == "chat:a");
+  CHECK(names(parse(calls[0].data)) == std::vector<std::string>{chat::default_alias(other)});
+  CHECK(calls[1].topic == "chat:b");
+  CHECK(names(parse(calls[1].data)).empty());
+  f.app->purge_gateway(f.pool, "gw");
+  CHECK(f.pool.take().empty());
 }

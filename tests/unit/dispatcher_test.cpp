@@ -25,6 +25,13 @@ class FakeApp : public App {
     if (refuse) return OpenDecision::refused(4100, "not today");
     return OpenDecision::accepted();
   }
+  void on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary, std::uint64_t seq) override {
+    seqs.push_back(seq);
+    App::on_message(pool, wsid, data, binary, seq);  // the default forwards to the 4-argument form
+  }
+  void on_resume(Pool& pool, const OpenRequest& request, std::uint64_t acked_seq) override {
+    resumes.push_back({request, acked_seq});
+  }
   void on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary) override {
     in_call = true;
     messages.push_back({wsid, std::string(data), binary});
@@ -37,6 +44,7 @@ class FakeApp : public App {
   }
   void on_close(Pool& pool, const Wsid& wsid, std::uint16_t code, std::string_view reason) override {
     closes.push_back({wsid, code, std::string(reason)});
+    if (on_close_do) on_close_do(pool, wsid);
   }
   void on_idle(Pool& pool, const Wsid& wsid) override { idles.push_back(wsid); }
   void on_gone(Pool& pool, const Wsid& wsid) override {
@@ -55,6 +63,8 @@ class FakeApp : public App {
     std::string reason;
   };
   std::vector<OpenRequest> opens;
+  std::vector<std::pair<OpenRequest, std::uint64_t>> resumes;
+  std::vector<std::uint64_t> seqs;
   std::vector<Msg> messages;
   std::vector<Closed> closes;
   std::vector<Wsid> idles;
@@ -65,6 +75,7 @@ class FakeApp : public App {
   bool in_call = false;
   bool gone_during_call = false;
   std::function<void(Pool&, const Wsid&, std::string_view)> on_message_do;
+  std::function<void(Pool&, const Wsid&)> on_close_do;
 
  private:
   std::string name_;
@@ -86,6 +97,7 @@ struct Harness {
   Dispatcher dispatcher;
   SteadyTime now = t0;
   std::vector<std::vector<proto::Envelope>> sent{2};  // per gateway, decoded, in order
+  bool refuse[2] = {false, false};                     // the shell cannot hand that gateway's batch to ZeroMQ
 
   explicit Harness(DispatcherSettings custom = {}, bool use_custom = false)
       : dispatcher(use_custom ? custom : settings, {&chat, &echo}, {"tcp://g0", "tcp://g1"}) {}
@@ -99,6 +111,7 @@ struct Harness {
   }
   void flush() {
     dispatcher.flush(now, [&](std::size_t g, std::vector<std::string>& bodies) {
+      if (refuse[g]) return dispatcher.batch_undelivered(g, now);
       for (const auto& body : bodies) {
         auto decoded = proto::decode(body);
         REQUIRE(decoded.ok());
@@ -208,13 +221,15 @@ TEST_CASE("dispatcher: any traffic keeps a gateway alive; silence marks it dead 
   CHECK(h.dispatcher.counters().gateways_lost == 1);
   CHECK(h.take_kind<proto::Hello>(1).size() == 1);
   CHECK(h.take_kind<proto::Hello>(0).empty());
-  // Traffic for a dead gateway's sockets goes to on_gone (deferred), nothing is sent.
+  // Within the lease, commands for a silent gateway still go out (a stalled gateway reads them
+  // when it resumes); its sockets are not given up.
   h.dispatcher.write(b1, "x");
-  CHECK(h.echo.gones.empty());
+  h.dispatcher.publish("room", "p");
   h.flush();
-  CHECK(h.echo.gones == std::vector<Wsid>{b1});
-  CHECK(h.take_kind<proto::Write>(1).empty());
-  CHECK(h.dispatcher.counters().unroutable == 1);
+  CHECK(h.echo.gones.empty());
+  CHECK(h.take_kind<proto::Write>(1).size() == 1);
+  CHECK(h.dispatcher.counters().unroutable == 0);
+  CHECK(h.take_kind<proto::Publish>(0).size() == 1);
 }
 
 TEST_CASE("dispatcher: deadline follows the timers") {
@@ -595,11 +610,7 @@ TEST_CASE("dispatcher: a gateway's new epoch purges its old sockets with on_clos
   bool answered = false;
   h.dispatcher.query(a1, [&](bool open) { answered = !open; });
 
-  h.welcome(0, "ga", 7);  // same epoch again (e.g. after we thought it dead): nothing purged
-  CHECK(h.chat.closes.empty());
-  CHECK(h.dispatcher.open_sockets() == 3);
-
-  h.welcome(0, "ga", 8);  // restarted
+  h.welcome(0, "ga", 8);  // restarted (unasked: it greets the workers it does not know)
   REQUIRE(h.chat.closes.size() == 2);
   for (const auto& c : h.chat.closes) {
     CHECK(c.code == close_code::going_away);
@@ -609,8 +620,29 @@ TEST_CASE("dispatcher: a gateway's new epoch purges its old sockets with on_clos
   CHECK(h.dispatcher.counters().purged_stale == 2);
   CHECK(answered);
   CHECK(welcomes.back() == std::pair<std::string, std::uint64_t>{"ga", 8});
+  CHECK(h.dispatcher.counters().forgotten == 0);  // a restart is not "forgotten"
   h.in(0, proto::Close{a1, 1006, ""});  // a straggler from the old epoch: no second on_close
   CHECK(h.chat.closes.size() == 2);
+  // It did not know us: HELLO again, and its answer ends the registration.
+  CHECK(h.take_kind<proto::Hello>(0).size() == 1);
+  CHECK(h.dispatcher.registering(0));
+  h.welcome(0, "ga", 8);
+  CHECK_FALSE(h.dispatcher.registering(0));
+  CHECK(h.take_kind<proto::Hello>(0).empty());
+}
+
+TEST_CASE("dispatcher: a new epoch that answers our HELLO needs no second HELLO") {
+  Harness h;
+  h.ready();
+  h.open(0, a1);
+  h.advance(3000ms);  // ga silent: dead, HELLO
+  h.in(1, proto::Heartbeat{});
+  CHECK(h.dispatcher.registering(0));
+  CHECK(h.take_kind<proto::Hello>(0).size() == 1);
+  h.welcome(0, "ga", 8);  // the restarted gateway answers
+  CHECK(h.chat.closes.size() == 1);
+  CHECK_FALSE(h.dispatcher.registering(0));
+  CHECK(h.take_kind<proto::Hello>(0).empty());
 }
 
 TEST_CASE("dispatcher: the outbox is bounded and drops are counted") {
@@ -634,7 +666,7 @@ TEST_CASE("dispatcher: BYE goes to welcomed gateways only") {
   h.welcome(0, "ga", 7);
   h.take(0);
   h.take(1);
-  h.dispatcher.say_goodbye();
+  h.dispatcher.start_drain(h.now);
   h.flush();
   CHECK(h.take_kind<proto::Bye>(0).size() == 1);
   CHECK(h.take_kind<proto::Bye>(1).empty());
@@ -642,22 +674,483 @@ TEST_CASE("dispatcher: BYE goes to welcomed gateways only") {
 
 TEST_CASE("dispatcher: an undelivered HELLO is retried soon, backing off to the heartbeat") {
   Harness h;
-  h.start();
-  h.take(0);
-  h.take(1);
-  h.dispatcher.hello_undelivered(0, h.now);
+  h.refuse[0] = true;
+  h.start();  // the first HELLO to gateway 0 cannot be handed over
+  CHECK(h.take(0).empty());
+  CHECK(h.take_kind<proto::Hello>(1).size() == 1);
   CHECK(h.dispatcher.next_deadline() == t0 + 10ms);
+  h.refuse[0] = false;
   h.advance(10ms);
   CHECK(h.take_kind<proto::Hello>(0).size() == 1);
   CHECK(h.take(1).empty());  // gateway 1 keeps its normal period
-  h.dispatcher.hello_undelivered(0, h.now);
+  h.refuse[0] = true;
+  h.advance(1000ms);  // the next HELLO is due a heartbeat later and refused again
+  h.refuse[0] = false;
   h.advance(19ms);
   CHECK(h.take(0).empty());
   h.advance(1ms);  // 20 ms: doubled
   CHECK(h.take_kind<proto::Hello>(0).size() == 1);
-  for (int i = 0; i < 10; ++i) h.dispatcher.hello_undelivered(0, h.now);
+  h.refuse[0] = true;
+  for (int i = 0; i < 10; ++i) h.advance(1000ms);
   CHECK(h.dispatcher.next_deadline() <= h.now + 1000ms);  // capped at the heartbeat
+  h.refuse[0] = false;
   h.welcome(0, "ga", 7);
-  h.dispatcher.hello_undelivered(0, h.now);  // ignored once welcomed
   CHECK(h.dispatcher.welcomed(0));
+  CHECK_FALSE(h.dispatcher.registering(0));
+  h.take(0);
+  h.refuse[0] = true;
+  h.dispatcher.write(a1, "x");
+  h.flush();  // refused, but no HELLO in it: no HELLO retry once welcomed
+  h.refuse[0] = false;
+  h.advance(100ms);
+  CHECK(h.take_kind<proto::Hello>(0).empty());
+}
+
+// ---------------------------------------------------------------- issue 3: failover
+
+namespace {
+
+proto::Open resume_of(const std::string& wsid, std::uint64_t acked_seq, const std::string& app = "chat") {
+  proto::Open o;
+  o.wsid = wsid;
+  o.app = app;
+  o.query = "room=blue";
+  o.resume = true;
+  o.acked_seq = acked_seq;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("dispatcher: on_message gets the event's seq") {
+  Harness h;
+  h.ready();
+  h.open(0, a1);
+  h.message(0, a1, 1, "one");
+  h.message(0, a1, 4, "four");
+  CHECK(h.chat.seqs == std::vector<std::uint64_t>{1, 4});
+  REQUIRE(h.chat.messages.size() == 2);  // and the default forwards to the 4-argument form
+  CHECK(h.chat.messages[1].data == "four");
+}
+
+TEST_CASE("dispatcher: OPEN resume takes a socket over without on_open, from acked_seq on") {
+  Harness h;
+  h.ready();
+  h.in(0, resume_of(a1, 5));
+  CHECK(h.chat.opens.empty());
+  REQUIRE(h.chat.resumes.size() == 1);
+  CHECK(h.chat.resumes[0].first.wsid == a1);
+  CHECK(h.chat.resumes[0].first.param("room") == "blue");
+  CHECK(h.chat.resumes[0].second == 5);
+  CHECK(h.dispatcher.counters().resumes == 1);
+  CHECK(h.dispatcher.counters().opens == 0);
+  CHECK(h.dispatcher.open_sockets() == 1);
+  CHECK(h.dispatcher.last_seq(a1) == 5u);
+
+  // Re-sent events: what the dead worker acknowledged is skipped, the rest is processed once.
+  h.message(0, a1, 5, "acked already");
+  h.message(0, a1, 6, "six");
+  h.message(0, a1, 6, "six again");
+  h.message(0, a1, 7, "seven");
+  CHECK(h.chat.seqs == std::vector<std::uint64_t>{6, 7});
+  CHECK(h.dispatcher.counters().duplicate_messages == 2);
+  h.flush();
+  auto acks = h.take_kind<proto::Ack>(0);
+  REQUIRE(acks.size() == 1);
+  CHECK(acks[0].seq == 7);
+
+  h.in(0, proto::Close{a1, 1000, ""});
+  REQUIRE(h.chat.closes.size() == 1);  // on_close runs here, exactly once
+  h.flush();
+  acks = h.take_kind<proto::Ack>(0);
+  REQUIRE(acks.size() == 1);
+  CHECK(acks[0].seq == 8);  // a CLOSE is acknowledged as last seq + 1
+}
+
+TEST_CASE("dispatcher: a CLOSE is ACKed with last seq + 1, after on_close; repeats are re-ACKed") {
+  Harness h;
+  h.ready();
+  h.open(0, a1);
+  h.message(0, a1, 1, "one");
+  h.message(0, a1, 2, "two");
+  h.in(0, proto::Close{a1, 1001, "bye"});
+  h.flush();
+  auto acks = h.take_kind<proto::Ack>(0);
+  REQUIRE(acks.size() == 1);  // merged with the MESSAGE ACK: one per WSID per flush
+  CHECK(acks[0].seq == 3);
+  CHECK(h.dispatcher.counters().close_acks == 1);
+
+  // The gateway did not get it (or moved the socket meanwhile) and sends the CLOSE again.
+  h.in(0, proto::Close{a1, 1001, "bye"});
+  CHECK(h.chat.closes.size() == 1);
+  h.flush();
+  acks = h.take_kind<proto::Ack>(0);
+  REQUIRE(acks.size() == 1);
+  CHECK(acks[0].seq == 3);
+
+  // A socket with no messages: seq 1. Refused sockets too (the gateway keeps the CLOSE until ACKed).
+  h.open(0, a2);
+  h.in(0, proto::Close{a2, 1000, ""});
+  h.chat.refuse = true;
+  h.open(1, b1);
+  h.in(1, proto::Close{b1, 4100, ""});
+  h.flush();
+  acks = h.take_kind<proto::Ack>(0);
+  REQUIRE(acks.size() == 1);
+  CHECK(acks[0].wsid == a2);
+  CHECK(acks[0].seq == 1);
+  auto to_b = h.take_kind<proto::Ack>(1);
+  REQUIRE(to_b.size() == 1);
+  CHECK(to_b[0].seq == 1);
+
+  // A CLOSE for a WSID never seen: on_gone, and no ACK (its seq is unknown).
+  h.in(0, proto::Close{make_wsid("ga", 7, 40), 1000, ""});
+  h.flush();
+  CHECK(h.take_kind<proto::Ack>(0).empty());
+}
+
+TEST_CASE("dispatcher: what on_close sends leaves before the CLOSE's ACK") {
+  Harness h;
+  h.ready();
+  h.open(0, a1, "echo");
+  h.message(0, a1, 1, "one");
+  h.flush();
+  h.take(0);
+  // A gateway that got the ACK before on_close's commands could forget the socket's CLOSE while
+  // they were lost with a dying worker; commands go first, ACKs last, in one batch.
+  h.echo.on_close_do = [&](Pool& pool, const Wsid& wsid) { pool.publish("room", "left: " + wsid); };
+  h.in(0, proto::Close{a1, 1000, ""});
+  h.flush();
+  auto out = h.take(0);
+  REQUIRE(out.size() == 2);
+  CHECK(std::get<proto::Publish>(out[0]).payload == "left: " + a1);
+  CHECK(std::get<proto::Ack>(out[1]).seq == 2);
+}
+
+TEST_CASE("dispatcher: OPEN resume for an app we do not serve is left alone; its CLOSE is ACKed") {
+  Harness h;
+  h.ready();
+  h.in(0, resume_of(a1, 2, "nope"));
+  CHECK(h.dispatcher.counters().resume_unknown_apps == 1);
+  h.message(0, a1, 3, "x");
+  h.in(0, proto::Close{a1, 1000, ""});
+  h.flush();
+  auto out = h.take(0);
+  REQUIRE(out.size() == 1);  // no END: the socket is not ours to judge
+  CHECK(std::get<proto::Ack>(out[0]).seq == 4);
+  CHECK(h.chat.closes.empty());
+  CHECK(h.chat.gones.empty());
+}
+
+TEST_CASE("dispatcher: OPEN resume of a socket that already closed here does not run on_close again") {
+  Harness h;
+  h.ready();
+  h.open(0, a1);
+  h.message(0, a1, 1, "one");
+  h.in(0, proto::Close{a1, 1000, ""});
+  h.flush();
+  h.take(0);
+  // Our ACK was lost and the gateway gives the socket to us again.
+  h.in(0, resume_of(a1, 1));
+  CHECK(h.chat.resumes.empty());
+  CHECK(h.dispatcher.counters().duplicate_opens == 1);
+  h.in(0, proto::Close{a1, 1000, ""});
+  CHECK(h.chat.closes.size() == 1);
+  h.flush();
+  auto acks = h.take_kind<proto::Ack>(0);
+  REQUIRE(acks.size() == 1);
+  CHECK(acks[0].seq == 2);
+}
+
+TEST_CASE("dispatcher: an unasked WELCOME of the same epoch means forgotten: sockets dropped without on_close") {
+  Harness h;
+  std::vector<std::uint64_t> welcomes;
+  h.dispatcher.add_welcome_listener([&](Pool&, const std::string&, std::uint64_t epoch) { welcomes.push_back(epoch); });
+  h.ready();
+  h.open(0, a1);
+  h.open(0, a2, "echo");
+  h.open(1, b1);
+  h.message(0, a1, 1, "one");
+  h.flush();
+  h.take(0);
+
+  h.welcome(0, "ga", 7);  // we never asked: the gateway declared us dead and moved our sockets
+  CHECK(h.chat.closes.empty());
+  CHECK(h.echo.closes.empty());
+  CHECK(h.chat.gones.empty());
+  CHECK(h.dispatcher.open_sockets() == 1);  // b1 only
+  CHECK(h.dispatcher.counters().forgotten == 1);
+  CHECK(h.dispatcher.counters().handed_off == 2);
+  CHECK(h.dispatcher.registering(0));
+  CHECK(h.dispatcher.welcomed(0));  // still routable: commands from us are still carried out
+  CHECK(h.take_kind<proto::Hello>(0).size() == 1);
+  CHECK(welcomes.size() == 3);
+
+  // Commands for its sockets still go out (they live on, on another worker).
+  h.dispatcher.write(a1, "x");
+  h.flush();
+  CHECK(h.take_kind<proto::Write>(0).size() == 1);
+  CHECK(h.chat.gones.empty());
+
+  h.welcome(0, "ga", 7);  // the answer to our HELLO: nothing more dropped
+  CHECK_FALSE(h.dispatcher.registering(0));
+  CHECK(h.dispatcher.counters().forgotten == 1);
+  CHECK(h.take_kind<proto::Hello>(0).empty());
+
+  // The gateway gives one back (take-over): registered again, without on_open.
+  h.in(0, resume_of(a1, 3));
+  CHECK(h.chat.opens.size() == 2);  // a1 and b1, earlier
+  CHECK(h.chat.resumes.size() == 1);
+  h.message(0, a1, 4, "four");
+  CHECK(h.chat.seqs == std::vector<std::uint64_t>{1, 4});
+  h.in(0, proto::Close{a1, 1000, ""});
+  CHECK(h.chat.closes.size() == 1);
+  CHECK(h.dispatcher.counters().revived == 0);
+}
+
+TEST_CASE("dispatcher: a handed-off socket whose events still come here is revived") {
+  Harness h;
+  h.ready();
+  h.open(0, a1);
+  h.message(0, a1, 1, "one");
+  h.welcome(0, "ga", 7);  // taken for "forgotten"
+  CHECK(h.dispatcher.open_sockets() == 0);
+  h.message(0, a1, 1, "one again");  // the gateway still sends its events here
+  h.message(0, a1, 2, "two");
+  CHECK(h.dispatcher.counters().revived == 1);
+  CHECK(h.chat.seqs == std::vector<std::uint64_t>{1, 2});  // its seq memory came back with it
+  CHECK(h.dispatcher.open_sockets() == 1);
+  h.in(0, proto::Close{a1, 1000, ""});
+  CHECK(h.chat.closes.size() == 1);
+  CHECK(h.dispatcher.counters().unknown_closes == 0);
+}
+
+TEST_CASE("dispatcher: late answers to repeated HELLOs are not taken for 'forgotten'") {
+  Harness h;
+  h.start();
+  h.advance(1000ms);
+  h.advance(1000ms);  // a stalled gateway: three HELLOs queued
+  CHECK(h.dispatcher.counters().hellos_sent == 6);
+  h.welcome(0, "ga", 7);  // it resumes and answers them all, with a socket in between
+  h.open(0, a1);
+  h.welcome(0, "ga", 7);
+  h.welcome(0, "ga", 7);
+  CHECK(h.dispatcher.counters().forgotten == 0);
+  CHECK(h.dispatcher.open_sockets() == 1);
+  CHECK_FALSE(h.dispatcher.registering(0));
+  h.welcome(0, "ga", 7);  // a fourth: nobody asked
+  CHECK(h.dispatcher.counters().forgotten == 1);
+}
+
+TEST_CASE("dispatcher: a HELLO that never left is not waited for") {
+  Harness h;
+  h.refuse[0] = true;
+  h.start();  // the HELLO to ga cannot be handed to ZeroMQ
+  h.refuse[0] = false;
+  h.now += 5ms;
+  h.welcome(0, "ga", 7);  // so this WELCOME answers nothing: the gateway does not know us yet
+  CHECK(h.dispatcher.registering(0));
+  CHECK(h.take_kind<proto::Hello>(0).size() == 1);
+  h.welcome(0, "ga", 7);  // this one answers
+  CHECK_FALSE(h.dispatcher.registering(0));
+}
+
+TEST_CASE("dispatcher: a gateway silent past the lease is given up") {
+  Harness h;
+  std::vector<std::string> lost;
+  h.dispatcher.add_gateway_lost_listener([&](Pool& pool, const std::string& id) {
+    lost.push_back(id);
+    pool.publish("chat:room", "fresh userlist");  // listeners may use the pool
+  });
+  h.ready();
+  h.open(0, a1);
+  h.open(0, a2, "echo");
+  h.open(1, b1);
+  h.message(0, a1, 1, "one");
+  bool answered = false, value = true;
+  h.dispatcher.query(a1, [&](bool open) {
+    answered = true;
+    value = open;
+  });
+  for (int i = 0; i < 9; ++i) {
+    h.advance(1000ms);
+    h.in(1, proto::Heartbeat{});  // gb stays alive
+  }
+  h.advance(999ms);
+  CHECK(lost.empty());
+  CHECK(h.chat.closes.empty());
+  CHECK_FALSE(h.dispatcher.lost(0));
+  h.take(0);
+  h.take(1);
+
+  h.advance(1ms);  // 10 s of silence
+  CHECK(h.dispatcher.lost(0));
+  CHECK_FALSE(h.dispatcher.lost(1));
+  CHECK(lost == std::vector<std::string>{"ga"});
+  REQUIRE(h.chat.closes.size() == 1);
+  CHECK(h.chat.closes[0].wsid == a1);
+  CHECK(h.chat.closes[0].code == close_code::going_away);
+  REQUIRE(h.echo.closes.size() == 1);
+  CHECK(h.dispatcher.counters().purged_lost == 2);
+  CHECK(h.dispatcher.counters().gateways_expired == 1);
+  CHECK(h.dispatcher.open_sockets() == 1);
+  CHECK(answered);
+  CHECK_FALSE(value);
+  CHECK(h.take_kind<proto::Publish>(1).size() == 1);  // the listener's publish, to gb only
+  CHECK(h.take_kind<proto::Publish>(0).empty());
+
+  // Now commands for it are answered with on_gone, and PUBLISH skips it.
+  h.dispatcher.write(a1, "x");
+  h.dispatcher.publish("t", "y");
+  h.flush();
+  CHECK(h.chat.gones == std::vector<Wsid>{a1});
+  CHECK(h.take_kind<proto::Write>(0).empty());
+  CHECK(h.take_kind<proto::Publish>(0).empty());
+  CHECK(h.dispatcher.counters().unroutable == 1);
+
+  // The lease fires once; HELLO keeps knocking; a late CLOSE after its return is no second on_close.
+  h.advance(5000ms);
+  CHECK(lost.size() == 1);
+  CHECK_FALSE(h.take_kind<proto::Hello>(0).empty());
+  h.welcome(0, "ga", 7);
+  CHECK_FALSE(h.dispatcher.lost(0));
+  CHECK(h.dispatcher.counters().forgotten == 0);
+  h.in(0, proto::Close{a1, 1006, ""});
+  CHECK(h.chat.closes.size() == 1);
+}
+
+TEST_CASE("dispatcher: another gateway id at an endpoint gives the old one up") {
+  Harness h;
+  std::vector<std::string> lost;
+  h.dispatcher.add_gateway_lost_listener([&](Pool&, const std::string& id) { lost.push_back(id); });
+  h.ready();
+  h.open(0, a1);
+  h.welcome(0, "gc", 3);
+  CHECK(lost == std::vector<std::string>{"ga"});
+  CHECK(h.chat.closes.size() == 1);
+  CHECK(h.dispatcher.gateway_id(0) == "gc");
+  h.dispatcher.write(a1, "x");
+  h.flush();
+  CHECK(h.chat.gones == std::vector<Wsid>{a1});
+}
+
+TEST_CASE("dispatcher: drain says BYE, keeps serving, and is done when every gateway answered") {
+  Harness h;
+  h.ready();
+  h.open(0, a1);
+  h.open(1, b1);
+  CHECK_FALSE(h.dispatcher.drained());
+  h.dispatcher.start_drain(h.now);
+  h.flush();
+  CHECK(h.take_kind<proto::Bye>(0).size() == 1);
+  CHECK(h.take_kind<proto::Bye>(1).size() == 1);
+  CHECK(h.dispatcher.draining());
+  CHECK_FALSE(h.dispatcher.drained());
+  CHECK(h.dispatcher.counters().byes_sent == 2);
+
+  // In-flight events are still processed and acknowledged.
+  h.message(0, a1, 1, "late but welcome");
+  h.flush();
+  CHECK(h.chat.seqs == std::vector<std::uint64_t>{1});
+  CHECK(h.take_kind<proto::Ack>(0).size() == 1);
+
+  h.in(0, proto::Bye{});
+  CHECK(h.dispatcher.released(0));
+  CHECK_FALSE(h.dispatcher.drained());
+  h.advance(1000ms);
+  CHECK(h.take_kind<proto::Heartbeat>(1).size() == 1);  // still alive for the slow one
+  h.in(1, proto::Bye{});
+  CHECK(h.dispatcher.drained());
+  CHECK(h.dispatcher.counters().byes_received == 2);
+  CHECK(h.chat.closes.empty());  // the sockets moved; their on_close runs elsewhere
+}
+
+TEST_CASE("dispatcher: draining, a gateway that dies or forgets us counts as released; no HELLOs") {
+  Harness h;
+  h.ready();
+  h.dispatcher.start_drain(h.now);
+  h.flush();
+  h.take(0);
+  h.take(1);
+  h.welcome(0, "ga", 7);  // forgot us: holds nothing of ours
+  CHECK(h.dispatcher.released(0));
+  CHECK(h.take_kind<proto::Hello>(0).empty());
+  h.in(0, proto::Heartbeat{});
+  h.advance(2000ms);
+  h.in(0, proto::Heartbeat{});
+  h.advance(1000ms);  // gb silent for 3 s: dead
+  CHECK(h.dispatcher.released(1));
+  CHECK(h.dispatcher.drained());
+  h.advance(5000ms);
+  CHECK(h.take_kind<proto::Hello>(1).empty());
+}
+
+TEST_CASE("dispatcher: draining, a gateway that registers us late still gets a BYE") {
+  Harness h;
+  h.start();
+  h.welcome(0, "ga", 7);
+  h.take(0);
+  h.take(1);
+  h.dispatcher.start_drain(h.now);
+  h.flush();
+  CHECK(h.take_kind<proto::Bye>(0).size() == 1);
+  CHECK(h.take_kind<proto::Bye>(1).empty());  // not welcomed: nothing to say
+  h.in(0, proto::Bye{});
+  CHECK(h.dispatcher.drained());
+  h.welcome(1, "gb", 9);  // answers the HELLO we sent before draining
+  h.flush();
+  CHECK(h.take_kind<proto::Bye>(1).size() == 1);
+  CHECK_FALSE(h.dispatcher.drained());
+  h.in(1, proto::Bye{});
+  CHECK(h.dispatcher.drained());
+}
+
+TEST_CASE("dispatcher: an unexpected BYE is counted and ignored") {
+  Harness h;
+  h.ready();
+  h.in(0, proto::Bye{});
+  CHECK(h.dispatcher.counters().unexpected_byes == 1);
+  CHECK_FALSE(h.dispatcher.drained());
+}
+
+TEST_CASE("dispatcher: dedupe keys ride on WRITE and PUBLISH") {
+  Harness h;
+  h.ready();
+  h.dispatcher.write(a1, "w", false, "k1");
+  h.dispatcher.write(std::vector<Wsid>{a1, b1}, "m", false, "k2");
+  h.dispatcher.publish("t", "p", false, {}, "k3");
+  h.dispatcher.write(a2, "plain");
+  h.flush();
+  auto to_a = h.take_kind<proto::Write>(0);  // (and its PUBLISH, dropped here)
+  REQUIRE(to_a.size() == 3);
+  CHECK(to_a[0].dedupe_key == "k1");
+  CHECK(to_a[1].dedupe_key == "k2");
+  CHECK(to_a[2].dedupe_key.empty());
+  auto to_b = h.take(1);
+  REQUIRE(to_b.size() == 2);
+  CHECK(std::get<proto::Write>(to_b[0]).dedupe_key == "k2");  // each gateway dedupes on its own
+  CHECK(std::get<proto::Publish>(to_b[1]).dedupe_key == "k3");
+}
+
+TEST_CASE("dispatcher: deadlines never point at work tick() will not do") {
+  Harness h;
+  h.ready();
+  h.open(0, a1);
+  // Whatever state we are in, the loop must not spin: after tick+flush the next deadline is ahead.
+  auto settles = [&] {
+    for (int i = 0; i < 3; ++i) {
+      h.dispatcher.tick(h.now);
+      h.flush();
+    }
+    return h.dispatcher.next_deadline() > h.now;
+  };
+  CHECK(settles());
+  h.welcome(0, "ga", 7);  // forgotten: registering while welcomed
+  CHECK(settles());
+  h.dispatcher.start_drain(h.now);
+  CHECK(settles());
+  h.advance(3000ms);
+  CHECK(settles());
+  h.advance(20000ms);  // leases run out
+  CHECK(settles());
 }

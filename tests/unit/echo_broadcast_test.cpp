@@ -28,10 +28,10 @@ class FakePool : public Pool {
   std::vector<std::pair<Wsid, std::string>> unsubscribes;
   std::vector<std::pair<Wsid, std::uint16_t>> ends;
 
-  void write(const Wsid& wsid, std::string_view data, bool binary) override {
+  void write(const Wsid& wsid, std::string_view data, bool binary, std::string_view) override {
     writes.push_back({{wsid}, std::string(data), binary});
   }
-  void write(const std::vector<Wsid>& wsids, std::string_view data, bool binary) override {
+  void write(const std::vector<Wsid>& wsids, std::string_view data, bool binary, std::string_view) override {
     writes.push_back({wsids, std::string(data), binary});
   }
   void end(const Wsid& wsid, std::uint16_t code, std::string_view) override { ends.push_back({wsid, code}); }
@@ -39,7 +39,8 @@ class FakePool : public Pool {
   void unsubscribe(const Wsid& wsid, std::string_view topic) override {
     unsubscribes.push_back({wsid, std::string(topic)});
   }
-  void publish(std::string_view topic, std::string_view data, bool binary, const Wsid& except) override {
+  void publish(std::string_view topic, std::string_view data, bool binary, const Wsid& except,
+               std::string_view) override {
     publishes.push_back({std::string(topic), std::string(data), binary, except});
   }
   void query(const Wsid&, std::function<void(bool)> done) override { done(true); }
@@ -126,4 +127,26 @@ TEST_CASE("broadcast: an empty room means default, an over-long one is refused")
   CHECK_FALSE(decision.accept);
   CHECK(decision.code == sb::close_code::policy_violation);
   CHECK(pool.subscribes.size() == 1);
+}
+
+TEST_CASE("broadcast: a socket taken over from another worker keeps publishing to its room") {
+  BroadcastApp app;
+  FakePool pool;
+  app.on_resume(pool, request("g.1.7", "room=blue"), 3);
+  CHECK(pool.subscribes.empty());  // the gateway kept the topic membership
+  app.on_message(pool, "g.1.7", "hi", false);
+  REQUIRE(pool.publishes.size() == 1);
+  CHECK(pool.publishes[0].topic == "broadcast:blue");
+  CHECK(app.unknown_senders() == 0);
+  app.on_resume(pool, request("g.1.8", "room=" + std::string(BroadcastApp::max_room_bytes + 1, 'x')), 0);
+  CHECK(app.sockets() == 1);  // could never have been accepted
+}
+
+TEST_CASE("echo: the seq-carrying on_message forwards to the plain one") {
+  EchoApp echo;
+  FakePool pool;
+  App& app = echo;
+  app.on_message(pool, "g.1.1", "x", false, 42);
+  REQUIRE(pool.writes.size() == 1);
+  CHECK(pool.writes[0].data == "x");
 }

@@ -124,10 +124,11 @@ TEST_CASE("sqlite store: messages get increasing ids; history is the last N, old
   std::int64_t last = 0;
   for (int i = 0; i < 60; ++i) {
     auto m = make_message(i % 2 ? "odd" : "even", "m" + std::to_string(i));
-    auto id = store->append_message(m);
-    CHECK(id > last);
-    CHECK(m.id == id);
-    last = id;
+    auto result = store->append_message(m);
+    CHECK(result.ok);
+    CHECK(result.inserted);
+    CHECK(m.id > last);
+    last = m.id;
   }
   auto even = store->recent_messages("even", 5);
   REQUIRE(even.size() == 5);
@@ -204,9 +205,9 @@ TEST_CASE("sqlite store: two workers on one file share members and ids") {
   std::int64_t last = 0;
   for (int i = 0; i < 20; ++i) {
     auto m = make_message("lobby", std::to_string(i));
-    auto id = (i % 2 ? first : second)->append_message(m);
-    CHECK(id > last);
-    last = id;
+    CHECK((i % 2 ? first : second)->append_message(m).ok);
+    CHECK(m.id > last);
+    last = m.id;
   }
   auto history = first->recent_messages("lobby", 50);
   REQUIRE(history.size() == 20);
@@ -243,7 +244,8 @@ TEST_CASE("sqlite store: concurrent first start on a fresh file") {
       store->add_member({"gw.1." + std::to_string(w), "lobby", "w" + std::to_string(w)});
       for (int i = 0; i < per_worker; ++i) {
         auto m = make_message("lobby", "x");
-        ids[w].push_back(store->append_message(m));
+        store->append_message(m);
+        ids[w].push_back(m.id);
       }
       if (store->error_count() != 0) ++failures;
     });
@@ -278,7 +280,7 @@ TEST_CASE("sqlite store: errors are returned and counted, never thrown") {
   raw_query(tmp.path.string(), "DROP TABLE messages");
   raw_query(tmp.path.string(), "DROP TABLE members");
   auto m = make_message("lobby", "x");
-  CHECK(store->append_message(m) == 0);
+  CHECK_FALSE(store->append_message(m).ok);
   CHECK(m.id == 0);
   CHECK(store->recent_messages("lobby", 10).empty());
   CHECK(store->members("lobby").empty());
@@ -287,5 +289,161 @@ TEST_CASE("sqlite store: errors are returned and counted, never thrown") {
   CHECK_FALSE(store->remove_member("gw.1.a"));
   store->add_member({"gw.1.b", "lobby", "Ben"});
   CHECK(store->remove_stale_epochs("gw", 5).empty());
-  CHECK(store->error_count() >= 8);
+  CHECK(store->remove_gateway_members("gw").empty());
+  CHECK(store->error_count() >= 9);
+}
+
+// ---------------------------------------------------------------- issue 3
+
+TEST_CASE("sqlite store: (wsid, seq) is stored once; a repeat hands back the stored row") {
+  auto store = open_store(":memory:");
+  auto m = make_message("lobby", "first");
+  m.seq = 3;
+  auto result = store->append_message(m);
+  CHECK(result.ok);
+  CHECK(result.inserted);
+  const auto id = m.id;
+
+  auto again = make_message("other-room", "second try");
+  again.author = "someone else";
+  again.sent = "2030-01-01 00:00:00";
+  again.seq = 3;
+  result = store->append_message(again);
+  CHECK(result.ok);
+  CHECK_FALSE(result.inserted);
+  CHECK(again.id == id);
+  CHECK(again.room == "lobby");
+  CHECK(again.message == "first");
+  CHECK(again.author == "alice");
+  CHECK(again.sent == "2024-01-02 03:04:05");
+  CHECK(again.wsid == "gw.1.1");
+  CHECK(store->recent_messages("lobby", 10).size() == 1);
+  CHECK(store->recent_messages("other-room", 10).empty());
+
+  // Another sender, another seq, or no seq at all: new rows.
+  auto other_sender = make_message("lobby", "x");
+  other_sender.wsid = "gw.1.2";
+  other_sender.seq = 3;
+  CHECK(store->append_message(other_sender).inserted);
+  auto next = make_message("lobby", "x");
+  next.seq = 4;
+  CHECK(store->append_message(next).inserted);
+  for (int i = 0; i < 2; ++i) {
+    auto plain = make_message("lobby", "x");
+    CHECK(store->append_message(plain).inserted);
+  }
+  CHECK(store->recent_messages("lobby", 10).size() == 5);
+  CHECK(store->error_count() == 0);
+}
+
+TEST_CASE("sqlite store: two workers storing the same (wsid, seq) keep one row") {
+  TempDb tmp;
+  auto first = open_store(tmp.path.string());
+  auto second = open_store(tmp.path.string());
+  auto m = make_message("lobby", "once");
+  m.seq = 9;
+  auto m2 = m;
+  CHECK(first->append_message(m).inserted);
+  auto result = second->append_message(m2);
+  CHECK(result.ok);
+  CHECK_FALSE(result.inserted);
+  CHECK(m2.id == m.id);
+  CHECK(first->recent_messages("lobby", 10).size() == 1);
+}
+
+TEST_CASE("sqlite store: remove_gateway_members removes every epoch of that gateway only") {
+  auto store = open_store(":memory:");
+  store->add_member({sb::make_wsid("gw", 1000, 1), "a", "old"});
+  store->add_member({sb::make_wsid("gw", 2000, 1), "b", "new"});
+  store->add_member({sb::make_wsid("gw2", 1000, 1), "a", "other-gateway"});
+  store->add_member({sb::make_wsid("g_", 1000, 1), "c", "wildcard-gateway"});
+  store->add_member({"gw.not-a-wsid", "c", "junk-under-prefix"});
+  CHECK(store->remove_gateway_members("gw") == std::vector<std::string>{"a", "b", "c"});
+  CHECK(aliases(store->members("a")) == std::vector<std::string>{"other-gateway"});
+  CHECK(store->members("b").empty());
+  CHECK(aliases(store->members("c")) == std::vector<std::string>{"wildcard-gateway"});
+  CHECK(store->remove_gateway_members("gw").empty());
+  CHECK(store->error_count() == 0);
+}
+
+namespace {
+
+// The schema exactly as issue 2 wrote it.
+constexpr const char* issue2_schema = R"sql(
+CREATE TABLE members (wsid TEXT PRIMARY KEY NOT NULL, room TEXT NOT NULL, alias TEXT NOT NULL, joined INTEGER NOT NULL);
+CREATE INDEX members_room_joined ON members (room, joined);
+CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL, author TEXT NOT NULL,
+  message TEXT NOT NULL, sent TEXT NOT NULL, wsid TEXT NOT NULL);
+CREATE INDEX messages_room_id ON messages (room, id);
+INSERT INTO members VALUES ('gw.1.a', 'lobby', 'Ann', 1);
+INSERT INTO messages (room, author, message, sent, wsid) VALUES ('lobby', 'Ann', 'b2xk', '2024-01-01 00:00:00', 'gw.1.a');
+INSERT INTO messages (room, author, message, sent, wsid) VALUES ('lobby', 'Ann', 'b2xk', '2024-01-01 00:00:01', 'gw.1.a');
+)sql";
+
+void write_issue2_file(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, &error);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, issue2_schema, nullptr, nullptr, &error);
+  INFO((error ? error : ""));
+  CHECK(rc == SQLITE_OK);
+  sqlite3_free(error);
+  sqlite3_close(db);
+}
+
+}  // namespace
+
+TEST_CASE("sqlite store: a file written by issue 2 is upgraded in place") {
+  TempDb tmp;
+  write_issue2_file(tmp.path.string());
+  CHECK(raw_query(tmp.path.string(), "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'seq'") ==
+        "0");
+  {
+    auto store = open_store(tmp.path.string());
+    auto old = store->recent_messages("lobby", 10);
+    REQUIRE(old.size() == 2);  // old rows (NULL seq) are kept and do not collide
+    CHECK(old[0].author == "Ann");
+    CHECK(store->member("gw.1.a"));
+    auto m = make_message("lobby", "new");
+    m.seq = 1;
+    CHECK(store->append_message(m).inserted);
+    CHECK(m.id > old[1].id);
+    auto m2 = make_message("lobby", "new again");
+    m2.seq = 1;
+    CHECK_FALSE(store->append_message(m2).inserted);
+    CHECK(store->error_count() == 0);
+  }
+  CHECK(raw_query(tmp.path.string(), "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'seq'") ==
+        "1");
+  CHECK(raw_query(tmp.path.string(), "SELECT COUNT(*) FROM pragma_index_list('messages') WHERE name = "
+                                     "'messages_wsid_seq' AND \"unique\" = 1") == "1");
+  // Opening again (every worker start) changes nothing.
+  auto again = open_store(tmp.path.string());
+  CHECK(again->recent_messages("lobby", 10).size() == 3);
+}
+
+TEST_CASE("sqlite store: workers starting together on an issue-2 file upgrade it once") {
+  TempDb tmp;
+  write_issue2_file(tmp.path.string());
+  constexpr int workers = 6;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      std::string error;
+      auto store = SqliteChatStore::open(tmp.path.string(), error);
+      if (!store) {
+        ++failures;
+        return;
+      }
+      auto m = make_message("lobby", "x");
+      m.wsid = "gw.1." + std::to_string(w);
+      m.seq = 1;
+      if (!store->append_message(m).inserted) ++failures;
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures == 0);
+  CHECK(open_store(tmp.path.string())->recent_messages("lobby", 100).size() == 2 + workers);
 }
