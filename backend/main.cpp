@@ -1,6 +1,8 @@
 // switchboard-backend: parses options, then runs one worker in this process (--workers 1) or
-// supervises N worker processes (--workers N): SIGTERM/SIGINT are forwarded, a child that dies
-// unexpectedly is restarted after 1 s, and we exit 0 once every child has stopped.
+// supervises N worker processes (--workers N): SIGTERM/SIGINT are forwarded (each worker drains:
+// BYE, its sockets move to other workers, exit 0) and we exit 0 once every child has stopped.
+// A child that crashes is restarted after 1 s; one that drained and exited 0 because somebody
+// else signalled it (a rolling restart) is restarted at once; one we asked to stop is not.
 // Every worker is an independent process; running the binary again simply adds workers.
 #include <fcntl.h>
 #include <poll.h>
@@ -65,6 +67,7 @@ int run_worker(const BackendConfig& config, const std::string& worker_id) {
   }
   sb::backend::Worker worker(config, worker_id, apps->pointers());
   for (auto& listener : apps->welcome_listeners) worker.dispatcher().add_welcome_listener(listener);
+  for (auto& listener : apps->gateway_lost_listeners) worker.dispatcher().add_gateway_lost_listener(listener);
   if (!worker.open(error)) {
     sb::log::error(error);
     return 2;
@@ -78,6 +81,7 @@ int run_worker(const BackendConfig& config, const std::string& worker_id) {
 struct Child {
   std::string worker_id;
   pid_t pid = -1;
+  bool stop_requested = false;     // we sent it SIGTERM: its exit is final
   Clock::time_point restart_at{};  // when pid == -1 and not stopping
 };
 
@@ -176,9 +180,12 @@ int supervise(const BackendConfig& config, const std::string& base_id) {
           running = 0;
           for (const auto& child : children) running += child.pid > 0;
           kill_at = Clock::now() + std::chrono::milliseconds(config.stop_grace_ms);
-          sb::log::info("stopping ", running, " workers (", strsignal(s), ")");
-          for (const auto& child : children)
-            if (child.pid > 0) kill(child.pid, SIGTERM);
+          sb::log::info("stopping ", running, " workers (", strsignal(s), "): they drain first");
+          for (auto& child : children)
+            if (child.pid > 0) {
+              child.stop_requested = true;
+              kill(child.pid, SIGTERM);
+            }
         }
       }
     }
@@ -189,7 +196,7 @@ int supervise(const BackendConfig& config, const std::string& base_id) {
       for (auto& child : children) {
         if (child.pid != pid) continue;
         child.pid = -1;
-        if (stopping) {
+        if (stopping || child.stop_requested) {
           sb::log::info("worker ", child.worker_id, " ", describe_status(status));
         } else if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
           // Start-up failure (bad store path, bad endpoint): every child would fail the same way.
@@ -197,8 +204,15 @@ int supervise(const BackendConfig& config, const std::string& base_id) {
           exit_code = 2;
           stopping = true;
           kill_at = Clock::now() + std::chrono::milliseconds(config.stop_grace_ms);
-          for (const auto& other : children)
-            if (other.pid > 0) kill(other.pid, SIGTERM);
+          for (auto& other : children)
+            if (other.pid > 0) {
+              other.stop_requested = true;
+              kill(other.pid, SIGTERM);
+            }
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+          // Drained because someone else signalled it (a rolling restart): replace it now.
+          sb::log::info("worker ", child.worker_id, " (pid ", pid, ") drained and exited; restarting it");
+          child.restart_at = Clock::now();
         } else {
           sb::log::warn("worker ", child.worker_id, " (pid ", pid, ") ", describe_status(status),
                         " unexpectedly; restarting in 1 s");
