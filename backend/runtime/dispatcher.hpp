@@ -85,7 +85,7 @@ struct DispatcherCounters {
   std::uint64_t unexpected_byes = 0;      // BYE from a gateway we did not say BYE to
   std::uint64_t app_errors = 0;           // exceptions caught at the app boundary
   std::uint64_t gones_received = 0;
-  std::uint64_t unroutable = 0;           // command for a gateway not welcomed -> on_gone
+  std::uint64_t unroutable = 0;           // command for an unknown gateway, old epoch or lost gateway -> on_gone
   std::uint64_t bad_wsids = 0;
   std::uint64_t statuses = 0;
   std::uint64_t unmatched_statuses = 0;
@@ -218,7 +218,8 @@ class Dispatcher final : public Pool {
   void on_gone(const Wsid& wsid);
   void on_status(std::size_t gateway, const proto::Status& status);
 
-  // Gateway index for a command naming `wsid`, or nullopt (then on_gone is deferred).
+  // Gateway index for a command naming `wsid` (its gateway id and epoch as last welcomed, lease
+  // not run out; the link may be down meanwhile), or nullopt (then on_gone is deferred).
   std::optional<std::size_t> route(const Wsid& wsid);
   bool enqueue(std::size_t gateway, const proto::Envelope& envelope);  // false: outbox full (counted)
   void queue_ack(std::size_t gateway, const Wsid& wsid, std::uint64_t seq);
