@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
-import { ChatHub, pickCounters, pollUntil, report, startFaultStack, within } from './fault_harness.mjs';
+import { ChatHub, pickCounters, pickWorkerCounters, pollUntil, report, startFaultStack, within } from './fault_harness.mjs';
 
 // Opens a chat socket and drops it as soon as the upgrade completes, before its worker could
 // have answered (it is stalled). Resolves once the client side is closed.
@@ -19,6 +19,21 @@ function openAndDrop(stack, room) {
     ws.once('error', () => {});
     ws.once('close', resolve);
   });
+}
+
+// on_close runs exactly once per opened WSID: the workers' own count of on_close calls (from
+// the counters line each prints when it stops) must equal the sockets that closed. Skipped,
+// with a note, when a worker printed no counters.
+function assertOnCloseOnce(workers_end, expected, what) {
+  const reporting = Object.keys(workers_end.per_worker).length;
+  const total = Object.keys(workers_end.exits).length;
+  if (reporting !== total || workers_end.total.closes === undefined) {
+    console.log(`[fault] ${what}: on_close count not checked (${reporting} of ${total} workers printed counters)`);
+    return;
+  }
+  const per = Object.entries(workers_end.per_worker).map(([id, c]) => `${id}: ${c.closes}`).join(', ');
+  assert.equal(workers_end.total.closes, expected, `${what}: on_close ran ${workers_end.total.closes} times for ` +
+               `${expected} closed sockets (per worker: ${per})`);
 }
 
 async function storeWsids(stack, room) {
@@ -60,8 +75,11 @@ test('WRITE to a socket closed before its worker answered gets GONE; the app rem
                     { timeoutMs: 5000, what: 'closed sockets removed from the store' });
     const unaided = await hub.settleUserlists({ timeoutMs: 5000, what: 'userlists without the closed sockets' });
     const counters = await stack.counters();
+    const workers_end = await stack.stopWorkersForCounters();
     report('write-to-closed-gone', { gone_delta: counters.gone_sent - before.gone_sent, userlists_converged_unaided: unaided,
-                                     ...pickCounters(counters) });
+                                     ...pickCounters(counters), ...pickWorkerCounters(workers_end.total),
+                                     worker_exits: workers_end.exits });
+    assertOnCloseOnce(workers_end, dropped, 'sockets closed before their OPEN was handled');
     ok = true;
   } finally {
     hub.close();
@@ -69,7 +87,7 @@ test('WRITE to a socket closed before its worker answered gets GONE; the app rem
   }
 });
 
-test('a socket closed while its worker is stalled past the deadline leaves the store and the userlists',
+test('a socket closed while its worker is stalled past the deadline: on_close once, store and userlists clean',
      { timeout: 90000 }, async () => {
   const stack = await startFaultStack({ workers: 2 });
   const hub = new ChatHub(stack);
@@ -104,7 +122,10 @@ test('a socket closed while its worker is stalled past the deadline leaves the s
     const unaided = await hub.settleUserlists({ timeoutMs: 10000, what: 'userlists after the worker came back' });
     assert.deepEqual(hub.disconnected().filter((p) => !p.stopped).map((p) => p.alias), [], 'nobody else was disconnected');
     const counters = await stack.counters();
-    report('close-while-worker-stalled', { userlists_converged_unaided: unaided, ...pickCounters(counters) });
+    const workers_end = await stack.stopWorkersForCounters();
+    report('close-while-worker-stalled', { userlists_converged_unaided: unaided, ...pickCounters(counters),
+                                           ...pickWorkerCounters(workers_end.total), worker_exits: workers_end.exits });
+    assertOnCloseOnce(workers_end, 1, 'socket closed while its worker was stalled');
     ok = true;
   } finally {
     hub.close();
@@ -112,7 +133,7 @@ test('a socket closed while its worker is stalled past the deadline leaves the s
   }
 });
 
-test('a socket closed while no worker is live: its close is delivered once a worker is back',
+test('a socket closed while no worker is live: its close is delivered (once) when a worker is back',
      { timeout: 90000 }, async () => {
   const stack = await startFaultStack({ workers: 1 });
   const hub = new ChatHub(stack);
@@ -150,8 +171,11 @@ test('a socket closed while no worker is live: its close is delivered once a wor
     if (counters.orphan_closes_dropped !== undefined) {
       assert.equal(counters.orphan_closes_dropped, before.orphan_closes_dropped, 'no kept close dropped');
     }
+    const workers_end = await stack.stopWorkersForCounters();
     report('close-with-no-worker', { closed_pending_during: pending_seen, userlists_converged_unaided: unaided,
-                                     ...pickCounters(counters) });
+                                     ...pickCounters(counters), ...pickWorkerCounters(workers_end.total),
+                                     worker_exits: workers_end.exits });
+    assertOnCloseOnce(workers_end, 1, 'socket closed while no worker was live');
     ok = true;
   } finally {
     hub.close();

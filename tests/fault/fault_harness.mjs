@@ -261,6 +261,33 @@ export class FaultStack {
     return rows.map(([wsid, room, alias]) => ({ wsid, room, alias }));
   }
 
+  // SIGTERM every current worker at once (each drains; nobody is left to take sockets over,
+  // so no take-over inflates the figures), waits for their exits and reads the counters line
+  // each prints when it stops. Returns {exits, per_worker, total}; a worker without the line
+  // (killed, or an older build) is missing from per_worker.
+  async stopWorkersForCounters(timeoutMs = 10000) {
+    const workers = [...this.workers.values()].filter((w) => w.alive);
+    for (const w of workers) { w.signal('SIGCONT'); w.signal('SIGTERM'); }
+    const exits = {};
+    const per_worker = {};
+    const total = {};
+    for (const w of workers) {
+      try {
+        const exit = await w.waitExit(timeoutMs);
+        exits[w.worker_id] = exit.code ?? exit.signal;
+      } catch (err) {
+        exits[w.worker_id] = err.message;
+      }
+      const lines = w.log().split('\n').filter((l) => l.includes('counters: '));
+      if (lines.length === 0) continue;
+      const values = {};
+      for (const [, k, v] of lines[lines.length - 1].matchAll(/(\w+)=(\d+)/g)) values[k] = Number(v);
+      per_worker[w.worker_id] = values;
+      for (const [k, v] of Object.entries(values)) total[k] = (total[k] ?? 0) + v;
+    }
+    return { exits, per_worker, total };
+  }
+
   logs() {
     return this.procs.map((p) => `----- ${p.name} (pid ${p.pid}, exit ${JSON.stringify(p.exit)}) ${p.command}\n${p.tail()}`)
       .join('\n');
@@ -269,7 +296,7 @@ export class FaultStack {
   async stop({ dumpLogs = false } = {}) {
     if (this.stopped) return;
     this.stopped = true;
-    if (dumpLogs) process.stderr.write(`[fault] process logs:\n${this.logs()}\n`);
+    if (dumpLogs || process.env.SB_FAULT_DUMP_LOGS) process.stderr.write(`[fault] process logs:\n${this.logs()}\n`);
     await Promise.all(this.procs.map((p) => p.stop()));
     fs.rmSync(this.dir, { recursive: true, force: true });
     live_dirs.delete(this.dir);
@@ -737,7 +764,18 @@ export class ChatHub {
 
 export const COUNTER_NAMES = ['events_resent', 'sessions_moved', 'duplicates_suppressed', 'acks_ignored',
                               'closed_pending', 'orphan_closes_dropped', 'failover_detect_ms_last', 'loop_drift_max_ms',
-                              'loop_drift_last_ms', 'workers_lost', 'gone_sent', 'messages_in'];
+                              'loop_drift_last_ms', 'workers_lost', 'workers_drained', 'gone_sent', 'messages_in'];
+
+// Worker-side figures from the counters line workers print when they stop.
+export const WORKER_COUNTER_NAMES = ['messages', 'duplicates', 'resumes', 'opens', 'closes', 'close_acks', 'forgotten',
+                                     'purged_stale', 'purged_lost', 'unknown_wsids', 'app_errors', 'outbox_drops',
+                                     'bodies_dropped'];
+
+export function pickWorkerCounters(total) {
+  const out = {};
+  for (const name of WORKER_COUNTER_NAMES) out[`worker_${name}`] = total?.[name];
+  return out;
+}
 
 export function figure(value) {
   return value === undefined || value === null ? 'n/a' : value;

@@ -43,6 +43,10 @@ test('a SIGSTOPped worker does not block the gateway loop (timer drift < 50 ms u
     drift_max_seen = Math.max(drift_max_seen ?? 0, final);
     console.log(`[fault figures] loop-drift-sigstop: loop_drift_max_ms before=${drift_before ?? 'n/a'} ` +
                 `max_seen=${drift_max_seen} final=${final} healthz_max_ms=${healthz_max_ms}`);
-    assert.ok(drift_max_seen < DRIFT_BOUND_MS, `gateway loop drift ${drift_max_seen} ms must stay under ${DRIFT_BOUND_MS} ms`);
+    // The counter is the gateway's lifetime maximum: when it was already high before the
+    // fault, the machine itself was too busy (another CPU-heavy job), not the stalled worker.
+    assert.ok(drift_max_seen < DRIFT_BOUND_MS,
+              `gateway loop drift ${drift_max_seen} ms must stay under ${DRIFT_BOUND_MS} ms ` +
+              `(before the fault it was ${drift_before ?? 'n/a'} ms; the maximum covers the whole run)`);
   });
 });

@@ -8,7 +8,7 @@ const DRAIN_EXIT_BOUND_MS = 10000;  // drain timeout is 2 s by default; generous
 
 test('rolling restart of all workers under load: drained workers exit 0; no disconnect, loss or duplicate',
      { timeout: 240000 }, async (t) => {
-  await loadScenario(t, 'rolling-restart', async ({ stack, hub }) => {
+  const r = await loadScenario(t, 'rolling-restart', async ({ stack, hub }) => {
     const drains = [];
     for (const id of [...stack.workers.keys()]) {
       const old = stack.workers.get(id);
@@ -25,4 +25,9 @@ test('rolling restart of all workers under load: drained workers exit 0; no disc
     }
     return { drains };
   });
+  // Every socket moved at least once (all workers were replaced), without a close and reopen.
+  const moved = (r.counters_after.sessions_moved ?? NaN) - (r.counters_before.sessions_moved ?? NaN);
+  if (!Number.isNaN(moved)) {
+    assert.ok(moved >= r.hub.peers.length, `sessions_moved grew by ${moved}, want >= ${r.hub.peers.length} (every socket moved at least once)`);
+  }
 });

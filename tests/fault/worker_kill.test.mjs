@@ -8,7 +8,7 @@ const DETECT_BOUND_MS = 5000;  // 3 missed 1 s heartbeats, plus a tick and our p
 
 test('kill -9 of a worker under load: no disconnect, nothing lost or doubled, order kept, userlists converge',
      { timeout: 180000 }, async (t) => {
-  await loadScenario(t, 'worker-kill-9', async ({ stack, hub }) => {
+  const r = await loadScenario(t, 'worker-kill-9', async ({ stack, hub }) => {
     const [victim_id, victim_sockets] = busiestWorker(hub);
     const victim = stack.workers.get(victim_id);
     assert.ok(victim, `worker ${victim_id} named in Status is one of ours`);
@@ -24,4 +24,9 @@ test('kill -9 of a worker under load: no disconnect, nothing lost or doubled, or
               `dead worker detected in ${detect_observed_ms} ms (bound ${DETECT_BOUND_MS})`);
     return { victim: victim_id, victim_sockets, sent_at_kill, detect_observed_ms };
   });
+  // Each socket of the killed worker was taken over, not closed and reopened.
+  const moved = (r.counters_after.sessions_moved ?? NaN) - (r.counters_before.sessions_moved ?? NaN);
+  if (!Number.isNaN(moved)) {
+    assert.ok(moved >= r.figures.victim_sockets, `sessions_moved grew by ${moved}, want >= ${r.figures.victim_sockets} (the killed worker)`);
+  }
 });
