@@ -38,8 +38,9 @@ const get = (obj, ...keys) => {
   }
   return v;
 };
-const s1Row = (t, conns) => (get(targets[t], 'scenarios', 's1') || []).find?.((r) => r.conns === conns);
-const s2Row = (t, size) => (get(targets[t], 'scenarios', 's2') || []).find?.((r) => r.room_size === size);
+const rowsOf = (t, sc) => { const v = get(targets[t], 'scenarios', sc); return Array.isArray(v) ? v : []; };
+const s1Row = (t, conns) => rowsOf(t, 's1').find((r) => r.conns === conns);
+const s2Row = (t, size) => rowsOf(t, 's2').find((r) => r.room_size === size);
 const num = (v, digits) => {
   if (typeof v !== 'number' || !Number.isFinite(v)) return '–';
   if (digits !== undefined) return v.toFixed(digits);
@@ -202,7 +203,7 @@ lines.push('### S2 room fan-out (every member sending; saturation = each member 
 lines.push('');
 {
   const rows = [];
-  const sizes = [...new Set(names.flatMap((t) => (get(targets[t], 'scenarios', 's2') || []).map?.((r) => r.room_size) || []))].sort((a, b) => a - b);
+  const sizes = [...new Set(names.flatMap((t) => rowsOf(t, 's2').map((r) => r.room_size)))].sort((a, b) => a - b);
   for (const size of sizes) {
     for (const t of names) {
       const r = s2Row(t, size);
@@ -238,7 +239,8 @@ lines.push('');
     const s = get(targets[t], 'scenarios', 's4') || {};
     if (s.error) return [t, `error: ${s.error}`, '', '', '', '', '', ''];
     return [t, num(s.round_trip?.latency?.p50_us), num(s.round_trip?.latency?.p99_us), num(s.round_trip?.msgs_per_s),
-      num(s.fixed_rate?.msgs_per_s), num(s.fixed_rate?.latency?.p50_us), num(s.fixed_rate?.latency?.p99_us),
+      num(s.fixed_rate?.msgs_per_s) + (s.fixed_rate?.drained === false ? ' (not all delivered within 10 s)' : ''),
+      num(s.fixed_rate?.latency?.p50_us), num(s.fixed_rate?.latency?.p99_us),
       num(s.fixed_rate?.bench_send_lag_p99_us)];
   });
   lines.push(table(['target', 'RTT p50 µs', 'RTT p99 µs', 'closed-loop msgs/s', 'fixed-rate msgs/s achieved', 'fixed-rate p50 µs',
@@ -283,7 +285,7 @@ lines.push('');
   lines.push(table(['target', 'S1 echo 100', 'S1 echo 500', 'S2 room 10 (per delivery)', 'S2 room 100', 'S2 room 1000'], rows));
 }
 lines.push('');
-const benchBusy = names.flatMap((t) => [...(get(targets[t], 'scenarios', 's1') || []), ...(get(targets[t], 'scenarios', 's2') || [])]
+const benchBusy = names.flatMap((t) => [...rowsOf(t, 's1'), ...rowsOf(t, 's2')])
   .filter((r) => r && r.bench_cpu_pct > 85).map((r) => `${t} ${r.conns ? `S1 ${r.conns}` : `S2 room ${r.room_size}`} (${num(r.bench_cpu_pct)} %)`));
 if (benchBusy.length) {
   lines.push(`Load generator near one full core (its limit) in: ${benchBusy.join(', ')}. There the measured rate is a lower bound ` +

@@ -121,5 +121,6 @@ const server = http.createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 120000;
-server.listen(port, '127.0.0.1', () => process.stdout.write(`listening 127.0.0.1:${server.address().port}\n`));
+// A deep accept backlog: a connect storm reaches us as a burst of OPEN requests.
+server.listen({ port, host: '127.0.0.1', backlog: 4096 }, () => process.stdout.write(`listening 127.0.0.1:${server.address().port}\n`));
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));

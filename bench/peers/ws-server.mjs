@@ -62,7 +62,7 @@ wss.on('connection', (ws, req) => {
   }
 });
 
-server.listen(port, host, () => {
+server.listen({ port, host, backlog: 4096 }, () => {
   process.stdout.write(`listening ${host}:${server.address().port}\n`);
 });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));

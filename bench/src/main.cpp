@@ -2,6 +2,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <iostream>
@@ -70,7 +71,15 @@ int main(int argc, char** argv) {
       ("verbose,v", po::bool_switch(&o.verbose), "progress on stderr");
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
+    // A repeated option overrides the earlier one (run.sh adds per-target overrides).
+    auto parsed = po::parse_command_line(argc, argv, desc);
+    std::vector<po::option> kept;
+    for (auto it = parsed.options.rbegin(); it != parsed.options.rend(); ++it) {
+      bool seen = std::any_of(kept.begin(), kept.end(), [&](const po::option& o2) { return o2.string_key == it->string_key; });
+      if (!seen) kept.insert(kept.begin(), *it);
+    }
+    parsed.options = kept;
+    po::store(parsed, vm);
     po::notify(vm);
     o.scenarios = split(scenarios);
     o.s1_conns = split_ints(s1_conns);
