@@ -48,7 +48,12 @@ build_images() {
       --build-arg "BASE=$SB_BASE_IMAGE" \
       --build-arg "SB_REVISION=$rev" \
       --build-arg "SB_UNIT_TESTS=${SB_UNIT_TESTS:-0}" \
-      -t "$SB_IMAGE" -t "${SB_IMAGE%:*}:${rev:0:12}" -
+      -t "$SB_IMAGE" -
+  # The newest build stage is the cache for the next build (its apt layer saves minutes);
+  # older ones are superseded. `docker image ls` lists newest first.
+  local old
+  old=$(docker image ls -q --filter dangling=true --filter label=switchboard.stage=build | tail -n +2)
+  [ -z "$old" ] || docker image rm $old >/dev/null 2>&1 || true
 }
 
 # Bounded wait for the gateway to report a live worker; prints the last /healthz body.
