@@ -189,7 +189,14 @@ void Dispatcher::handle(std::size_t gateway, proto::Envelope& envelope) {
         else if constexpr (std::is_same_v<T, proto::Heartbeat>) {
           // liveness only; last_heard is already updated
         } else if constexpr (std::is_same_v<T, proto::Bye>) on_bye(gateway);
-        else if constexpr (std::is_same_v<T, proto::Open>) on_open(gateway, m);
+        else if constexpr (std::is_same_v<T, proto::Open>) {
+          // OPEN is event 0 of its WSID: ACK it (after on_open's commands, which flush first) so
+          // the gateway stops keeping it for a replacement worker.
+          Wsid wsid = m.wsid;
+          bool resume = m.resume;
+          on_open(gateway, m);
+          if (!resume) queue_ack(gateway, wsid, 0);
+        }
         else if constexpr (std::is_same_v<T, proto::Message>) on_message(gateway, m);
         else if constexpr (std::is_same_v<T, proto::Close>) on_close(gateway, m);
         else if constexpr (std::is_same_v<T, proto::Idle>) on_idle(gateway, m);

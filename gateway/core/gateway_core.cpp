@@ -80,7 +80,9 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
   open.headers = std::move(params.headers);
   open.session_id = std::move(params.session_id);
   open.remote_address = std::move(params.remote_address);
-  send(session->worker, open);
+  // OPEN is event 0: kept until ACKed, so a worker that dies before on_open ran is replaced by
+  // one that gets the full OPEN (not a take-over) and runs it.
+  send_event(*session, std::move(open), 0);
 
   ++counters_.sockets_opened;
   log::debug("open ", session->wsid, " app=", session->app, " worker=", session->worker);
@@ -264,13 +266,18 @@ bool GatewayCore::take_over(Session& session) {
   if (!worker) return false;
   session.worker = worker->routing_id;
   if (session.transport) ++worker->sockets;
-  proto::Open open;
-  open.wsid = session.wsid;
-  open.app = session.app;
-  open.query = session.query;
-  open.resume = true;
-  open.acked_seq = session.acked_seq;
-  send(session.worker, open);
+  // If the original OPEN (event 0) is still unacknowledged it goes out again as it was;
+  // otherwise the new worker gets a take-over OPEN.
+  bool open_pending = !session.unacked.empty() && session.unacked.front().seq == 0;
+  if (!open_pending) {
+    proto::Open open;
+    open.wsid = session.wsid;
+    open.app = session.app;
+    open.query = session.query;
+    open.resume = true;
+    open.acked_seq = session.acked_seq;
+    send(session.worker, open);
+  }
   for (const auto& event : session.unacked) {
     outbox_[session.worker].push_back(event.body);
     ++outbox_pending_;

@@ -1154,3 +1154,24 @@ TEST_CASE("dispatcher: deadlines never point at work tick() will not do") {
   h.advance(20000ms);  // leases run out
   CHECK(settles());
 }
+
+TEST_CASE("dispatcher: OPEN is ACKed as event 0 after on_open's commands, accepted or refused") {
+  Harness h;
+  h.ready();
+  h.open(0, a1);
+  h.flush();
+  auto sent = h.take(0);
+  REQUIRE_FALSE(sent.empty());
+  auto* ack = std::get_if<proto::Ack>(&sent.back());
+  REQUIRE(ack);
+  CHECK(ack->wsid == a1);
+  CHECK(ack->seq == 0);
+
+  h.chat.refuse = true;
+  h.open(0, a2);
+  h.flush();
+  sent = h.take(0);
+  REQUIRE(sent.size() == 2);
+  CHECK(std::holds_alternative<proto::End>(sent[0]));  // the refusal leaves first
+  CHECK(std::get<proto::Ack>(sent[1]).seq == 0);
+}

@@ -385,6 +385,9 @@ TEST_CASE("ACKs trim the unacknowledged events; a CLOSE stays until acknowledged
   f.hello("w1");
   Session* s = f.open();
   std::string wsid = s->wsid;
+  CHECK(s->unacked.size() == 1);  // the OPEN (event 0)
+  f.from("w1", proto::Ack{wsid, 0});
+  CHECK(s->unacked.empty());
   f.core.client_message(*s, false, "a", 0);
   f.core.client_message(*s, false, "b", 0);
   CHECK(s->unacked.size() == 2);
@@ -448,7 +451,8 @@ TEST_CASE("with no worker left, sockets wait, keep their events, and are taken o
   auto opens = only<proto::Open>(sent);
   auto messages = only<proto::Message>(sent);
   REQUIRE(opens.size() == 1);
-  CHECK(opens[0].resume);
+  CHECK_FALSE(opens[0].resume);  // w1 never acknowledged the OPEN: w3 gets it whole
+  CHECK(opens[0].path == "/chat");
   REQUIRE(messages.size() == 1);
   CHECK(messages[0].payload == "while nobody listens");
 }
@@ -495,6 +499,7 @@ TEST_CASE("BYE moves a draining worker's sockets away and is answered with BYE")
   f.hello("w2");
   f.take("w1");
   f.take("w2");
+  f.from("w1", proto::Ack{s->wsid, 0});  // on_open ran
   f.from("w1", proto::Bye{});
   CHECK(s->worker == "w2");
   auto back = f.take("w1");
@@ -569,4 +574,23 @@ TEST_CASE("closed sockets waiting for a worker are bounded; the oldest are dropp
   for (Session* s : sessions) core.session_closed(*s, 1000, "");
   CHECK(core.closed_pending() == 2);
   CHECK(core.counters().orphan_closes_dropped == 1);
+}
+
+TEST_CASE("a worker that dies before acknowledging OPEN is replaced by one that gets the whole OPEN") {
+  Fixture f;
+  f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
+  f.hello("w2", {{"chat", proto::AppMode::shared, 0}}, 2500);
+  f.take("w2");
+  Session* s = f.open();
+  REQUIRE(s);
+  std::string first = s->worker;
+  std::string other = first == "w1" ? "w2" : "w1";
+  f.take(other);
+  f.core.worker_unreachable(first);
+  auto sent = f.take(other);
+  auto opens = only<proto::Open>(sent);
+  REQUIRE(opens.size() == 1);
+  CHECK_FALSE(opens[0].resume);
+  CHECK(opens[0].query == "room=a");
+  CHECK(opens[0].remote_address == "127.0.0.1");
 }
