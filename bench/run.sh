@@ -177,13 +177,14 @@ run_target() {
         || { log "pushpin did not start"; return 1; }
       sleep 1  # the runner starts its services one by one; the ports open before all are linked
       pids="$p,$o"
-      gw_pids=$(pgrep -g "$p" | paste -sd, -)  # condure, zurl, proxy, handler: the socket holders
+      gw_pids=$p  # the runner; the bench adds its children: condure, zurl, proxy, handler
       url=ws://127.0.0.1:$http ;;
     *) log "unknown target $target"; return 1 ;;
   esac
   # Pushpin answers 502 when too many handshakes reach its origin hop at once: fewer in flight.
   local own=()
-  [ "$target" = pushpin ] && own=(--max-pending 64 --s5-concurrency 64)
+  # It also takes tens of seconds to settle after thousands of sockets close.
+  [ "$target" = pushpin ] && own=(--max-pending 64 --s5-concurrency 64 --quiesce-max 60)
   log "$target: $url (server pids $pids)"
   "$bench_bin" --url "$url" --label "$target" --server-pids "$pids" --gateway-pid "$gw_pids" \
     "${sizes[@]}" "${own[@]}" "${extra[@]}" --json-out "$out/$target.json" -v 2>"$work/$target-bench.log" | tee "$out/$target.txt" \

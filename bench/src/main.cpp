@@ -34,7 +34,8 @@ std::vector<int> split_ints(const std::string& s) {
 
 int main(int argc, char** argv) {
   sb::bench::Options o;
-  std::string scenarios = "s1,s2,s3,s4,s5,s6", s1_conns = "100,500", s2_rooms = "10,100,1000";
+  // S5 and S3 last: closing thousands of sockets keeps a slow server busy for a while.
+  std::string scenarios = "s1,s2,s4,s6,s5,s3", s1_conns = "100,500", s2_rooms = "10,100,1000";
   std::string server_pids, gateway_pids, json_out;
   bool json = false;
   po::options_description desc("switchboard-bench: WebSocket load generator (scenarios S1..S6 of issue 4)");
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
       ("queue-cap-bytes", po::value(&o.queue_cap_bytes)->default_value(o.queue_cap_bytes), "server per-socket queue cap (report only)")
       ("max-pending", po::value(&o.max_pending)->default_value(o.max_pending), "handshakes in flight when opening many sockets")
       ("connect-timeout", po::value(&o.connect_timeout)->default_value(o.connect_timeout), "seconds to open a scenario's sockets")
+      ("quiesce-max", po::value(&o.quiesce_max)->default_value(o.quiesce_max), "seconds at most to wait for the server to go idle between phases")
       ("server-pids", po::value(&server_pids), "comma list of pids of the system under test (descendants are added): CPU")
       ("gateway-pid", po::value(&gateway_pids), "comma list of pids whose VmRSS is reported (default: server pids)")
       ("json", po::bool_switch(&json), "print JSON instead of the table")

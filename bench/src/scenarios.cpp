@@ -74,7 +74,7 @@ class Runner {
     if (!url) throw std::runtime_error("bad --url (want ws://HOST:PORT): " + o.url);
     base_ = *url;
     server_pids_ = with_descendants(o.server_pids);
-    gateway_pids_ = o.gateway_pids.empty() ? server_pids_ : o.gateway_pids;
+    gateway_pids_ = o.gateway_pids.empty() ? server_pids_ : with_descendants(o.gateway_pids);
     std::random_device rd;
     char tag[16];
     std::snprintf(tag, sizeof tag, "%08x", rd());
@@ -152,7 +152,7 @@ class Runner {
   }
 
   void quiesce() {
-    std::int64_t deadline = now_ns() + 8 * sec;
+    std::int64_t deadline = now_ns() + to_ns(o_.quiesce_max);
     if (server_pids_.empty()) {
       engine_.run_until([] { return false; }, now_ns() + 300 * ms);
       return;

@@ -11,7 +11,7 @@ using Json = nlohmann::ordered_json;
 struct Options {
   std::string url = "ws://127.0.0.1:8080";  // base: scheme, host, port (a path here is ignored)
   std::string label = "target";
-  std::vector<std::string> scenarios = {"s1", "s2", "s3", "s4", "s5", "s6"};
+  std::vector<std::string> scenarios = {"s1", "s2", "s4", "s6", "s5", "s3"};
   double duration = 5.0;  // seconds per measured phase
   double warmup = 0.5;    // seconds before each measured phase, not counted
   std::size_t size = 64;  // payload bytes
@@ -34,6 +34,7 @@ struct Options {
   double queue_cap_bytes = 1 << 20;  // the server's per-socket queue cap, for the S6 report
   int max_pending = 1000;            // handshakes in flight while opening many sockets
   double connect_timeout = 60;       // seconds to open a scenario's sockets
+  double quiesce_max = 8;            // at most this long waiting for the server to go idle between phases
   std::vector<int> server_pids;      // the whole system under test (descendants added)
   std::vector<int> gateway_pids;     // whose RSS is reported (default: server_pids)
   bool verbose = false;
