@@ -49,11 +49,18 @@ build_images() {
       --build-arg "SB_REVISION=$rev" \
       --build-arg "SB_UNIT_TESTS=${SB_UNIT_TESTS:-0}" \
       -t "$SB_IMAGE" -
-  # The newest build stage is the cache for the next build (its apt layer saves minutes);
-  # older ones are superseded. `docker image ls` lists newest first.
+  prune_images
+}
+
+# Superseded images: untagged app images no container uses any more, and every build stage
+# but the newest, which is the cache for the next build (its apt layer saves minutes).
+# `docker image ls` lists newest first; an image still in use is refused and kept.
+prune_images() {
   local old
-  old=$(docker image ls -q --filter dangling=true --filter label=switchboard.stage=build | tail -n +2)
-  [ -z "$old" ] || docker image rm $old >/dev/null 2>&1 || true
+  old=$(docker image ls -q --filter dangling=true --filter label=switchboard.stage=build | tail -n +2
+        docker image ls -q --filter dangling=true --filter label=switchboard.stage=runtime)
+  local id
+  for id in $old; do docker image rm "$id" >/dev/null 2>&1 || true; done
 }
 
 # Bounded wait for the gateway to report a live worker; prints the last /healthz body.
@@ -80,6 +87,7 @@ case $cmd in
   up)
     build_images
     "${compose[@]}" up -d "$@"
+    prune_images
     wait_healthy
     echo
     echo "Switchboard chat: http://127.0.0.1:$SB_HTTP_PORT/   (deploy/compose.sh logs -f; deploy/compose.sh down)"
