@@ -42,11 +42,12 @@ struct Encoder {
     }
   }
   void operator()(const Welcome& m) {
-    begin(p, Kind::welcome, 4);
+    begin(p, Kind::welcome, 5);
     p.pack(m.version);
     pack_str(p, m.gateway_id);
     p.pack(m.epoch);
     p.pack(m.heartbeat_ms);
+    p.pack(m.registered);
   }
   void operator()(const Heartbeat&) { begin(p, Kind::heartbeat, 0); }
   void operator()(const Bye&) { begin(p, Kind::bye, 0); }
@@ -280,6 +281,7 @@ Decoded decode_object(const msgpack::object& root) {
       Welcome m;
       bool ok = r.uint(m.version, "version") && r.str(m.gateway_id, "gateway_id") && r.uint(m.epoch, "epoch") &&
                 r.uint(m.heartbeat_ms, "heartbeat_ms");
+      if (ok && r.has_more()) ok = r.boolean(m.registered, "registered");
       return finish(r, std::move(m), ok);
     }
     case Kind::heartbeat: return Decoded{Envelope(Heartbeat{})};

@@ -29,6 +29,10 @@ struct Welcome {
   std::string gateway_id;
   std::uint64_t epoch = 0;
   std::uint32_t heartbeat_ms = 0;
+  // True when the worker was registered before the HELLO this answers: the gateway did not
+  // declare it dead meanwhile, so the events it sent before still belong to it. False for a
+  // worker it had forgotten and for an unsolicited WELCOME.
+  bool registered = true;
 };
 
 struct Heartbeat {};

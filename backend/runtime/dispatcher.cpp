@@ -46,6 +46,7 @@ void Dispatcher::start(SteadyTime now) {
 }
 
 void Dispatcher::receive(std::size_t index, std::string_view body, SteadyTime now) {
+  check_stall(now);
   now_ = now;
   auto& gateway = gateways_.at(index);
   gateway.last_heard = now;  // any traffic counts, even a body we cannot read
@@ -56,11 +57,68 @@ void Dispatcher::receive(std::size_t index, std::string_view body, SteadyTime no
     log::warn("undecodable body from ", gateway.name, " (", body.size(), " bytes): ", decoded.error());
     return;
   }
+  if (gateway.fenced) {
+    auto* welcome = std::get_if<proto::Welcome>(&decoded.envelope());
+    if (!welcome) {
+      if (gateway.fenced_bodies.size() >= settings_.max_fenced_bodies) {
+        if ((counters_.fenced_overflow++ & 1023) == 0)
+          log::error("holding too many events from ", gateway.name, " after a stall: dropping some");
+        return;
+      }
+      gateway.fenced_bodies.emplace_back(body);
+      return;
+    }
+    end_fence(index, *welcome);
+  }
   handle(index, decoded.envelope());
   run_deferred();
 }
 
+void Dispatcher::check_stall(SteadyTime now) {
+  bool stalled = last_turn_ != SteadyTime{} && now - last_turn_ >= settings_.gateway_dead;
+  if (stalled) {
+    ++counters_.stalls;
+    now_ = now;
+    log::warn("this worker was stopped for ", millis(now - last_turn_),
+              " ms: holding each gateway's events until it says whether it still knows us");
+    for (std::size_t i = 0; i < gateways_.size(); ++i) {
+      auto& gateway = gateways_[i];
+      if (!gateway.welcomed || gateway.lost || gateway.fenced) continue;
+      gateway.fenced = true;
+      send_hello(i);  // its WELCOME answers "do you still know me?"
+    }
+  }
+  last_turn_ = now;
+}
+
+void Dispatcher::end_fence(std::size_t index, const proto::Welcome& welcome) {
+  auto& gateway = gateways_[index];
+  gateway.fenced = false;
+  std::deque<std::string> held;
+  held.swap(gateway.fenced_bodies);
+  bool same_instance = welcome.gateway_id == gateway.id && welcome.epoch == gateway.epoch;
+  if (same_instance && !welcome.registered) {
+    // It declared us dead while we were stopped and re-sent all of that to other workers.
+    counters_.fenced_discarded += held.size();
+    ++counters_.forgotten;
+    log::warn("gateway ", gateway.id, " had declared this worker dead: ", held.size(),
+              " held events were handled elsewhere");
+    hand_off(gateway.id);
+    return;
+  }
+  // It still knows us (or restarted, and its WELCOME purges the old epoch): the held events
+  // are ours, and they came before this WELCOME.
+  counters_.fenced_replayed += held.size();
+  for (const auto& body : held) {
+    auto decoded = proto::decode(body, settings_.decode_limits);
+    if (!decoded.ok()) continue;  // decoded fine when it was held
+    handle(index, decoded.envelope());
+    run_deferred();
+  }
+}
+
 void Dispatcher::tick(SteadyTime now) {
+  check_stall(now);
   now_ = now;
   for (std::size_t i = 0; i < gateways_.size(); ++i) {
     auto& gateway = gateways_[i];

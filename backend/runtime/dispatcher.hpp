@@ -46,6 +46,7 @@ struct DispatcherSettings {
   std::size_t max_deferred = 100000;               // pending on_gone / query answers
   std::size_t remembered_closes = 4096;            // closed WSIDs kept to spot duplicate CLOSEs
   std::size_t remembered_handoffs = 65536;         // sockets dropped when a gateway forgot us
+  std::size_t max_fenced_bodies = 100000;          // per gateway, held after a stall; beyond: dropped
   proto::DecodeLimits decode_limits;
 };
 
@@ -77,6 +78,10 @@ struct DispatcherCounters {
   std::uint64_t resumes = 0;              // OPEN resume: sockets taken over from another worker
   std::uint64_t resume_unknown_apps = 0;  // OPEN resume for an app we do not serve (left alone)
   std::uint64_t forgotten = 0;            // unsolicited WELCOME of the same epoch: gateway forgot us
+  std::uint64_t stalls = 0;               // this worker's loop stopped for a dead interval (SIGSTOP)
+  std::uint64_t fenced_replayed = 0;      // held events handled after the gateway said it knew us
+  std::uint64_t fenced_discarded = 0;     // held events dropped: the gateway had moved our sockets
+  std::uint64_t fenced_overflow = 0;      // held events over max_fenced_bodies (lost, logged)
   std::uint64_t handed_off = 0;           // sockets dropped (no on_close) because of that
   std::uint64_t revived = 0;              // a dropped socket's events still came here: kept
   std::uint64_t close_acks = 0;           // CLOSEs acknowledged (seq = last MESSAGE seq + 1)
@@ -188,6 +193,10 @@ class Dispatcher final : public Pool {
     std::vector<std::pair<Wsid, std::uint64_t>> acks;  // one per WSID per flush
     std::unordered_map<Wsid, std::size_t> ack_index;
     bool drop_logged = false;
+    // After this worker stalled for a dead interval the gateway may have moved our sockets
+    // elsewhere; its bodies are held, in order, until a WELCOME says whether it still knows us.
+    bool fenced = false;
+    std::deque<std::string> fenced_bodies;
   };
   struct Socket {
     App* app = nullptr;  // nullptr: refused (or an app we do not serve), waiting for its CLOSE
@@ -235,6 +244,9 @@ class Dispatcher final : public Pool {
   void lose_gateway(const std::string& gateway_id, const char* why);
   // The gateway forgot us: its sockets were moved to other workers. Dropped without on_close.
   void hand_off(const std::string& gateway_id);
+  // A gap of a dead interval between two turns of our loop: fence every live gateway.
+  void check_stall(SteadyTime now);
+  void end_fence(std::size_t gateway, const proto::Welcome& welcome);
   // A socket we dropped in hand_off() whose events still come here: the gateway did not move it.
   Socket* revive(std::size_t gateway, const Wsid& wsid);
   void remember_closed(const Wsid& wsid, std::uint64_t close_seq);
@@ -263,6 +275,7 @@ class Dispatcher final : public Pool {
   std::vector<GatewayLostListener> lost_listeners_;
   bool draining_ = false;
   SteadyTime now_{};
+  SteadyTime last_turn_{};  // last receive()/tick(), to notice that we were stopped
   DispatcherCounters counters_;
 };
 

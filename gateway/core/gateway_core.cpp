@@ -341,7 +341,7 @@ void GatewayCore::welcome_stranger(const std::string& routing_id, std::int64_t n
   }
   ++counters_.welcomes_unsolicited;
   log::info("traffic from unknown worker '", routing_id, "': asking it to register again");
-  send(routing_id, proto::Welcome{proto::protocol_version, config_.gateway_id, epoch_, config_.heartbeat_ms});
+  send(routing_id, proto::Welcome{proto::protocol_version, config_.gateway_id, epoch_, config_.heartbeat_ms, false});
 }
 
 void GatewayCore::pool_message(const std::string& routing_id, std::string_view body, std::int64_t now_ms) {
@@ -367,7 +367,7 @@ void GatewayCore::on_hello(const std::string& routing_id, proto::Hello& hello, s
   auto& entry = workers_.register_worker(routing_id, std::move(hello.apps), now_ms);
   strangers_welcomed_.erase(routing_id);
   for (const auto& a : entry.apps) known_apps_.insert(a.name);
-  send(routing_id, proto::Welcome{proto::protocol_version, config_.gateway_id, epoch_, config_.heartbeat_ms});
+  send(routing_id, proto::Welcome{proto::protocol_version, config_.gateway_id, epoch_, config_.heartbeat_ms, known});
   if (!known) {
     ++counters_.workers_registered;
     std::string names;

@@ -635,8 +635,10 @@ TEST_CASE("dispatcher: a new epoch that answers our HELLO needs no second HELLO"
   Harness h;
   h.ready();
   h.open(0, a1);
-  h.advance(3000ms);  // ga silent: dead, HELLO
-  h.in(1, proto::Heartbeat{});
+  for (int i = 0; i < 3; ++i) {  // our loop keeps turning (no stall); ga stays silent: dead, HELLO
+    h.advance(1000ms);
+    h.in(1, proto::Heartbeat{});
+  }
   CHECK(h.dispatcher.registering(0));
   CHECK(h.take_kind<proto::Hello>(0).size() == 1);
   h.welcome(0, "ga", 8);  // the restarted gateway answers
@@ -1174,4 +1176,34 @@ TEST_CASE("dispatcher: OPEN is ACKed as event 0 after on_open's commands, accept
   REQUIRE(sent.size() == 2);
   CHECK(std::holds_alternative<proto::End>(sent[0]));  // the refusal leaves first
   CHECK(std::get<proto::Ack>(sent[1]).seq == 0);
+}
+
+TEST_CASE("dispatcher: after a stall, events are held until the gateway says whether it still knows us") {
+  SUBCASE("it still knows us: the held events are handled, in order") {
+    Harness h;
+    h.ready();
+    h.open(0, a1);
+    h.take(0);
+    h.now += 5000ms;  // SIGSTOP: nothing ran for 5 s
+    h.message(0, a1, 1, "sent before the stop");
+    CHECK(h.chat.messages.empty());  // held
+    h.flush();
+    CHECK(h.take_kind<proto::Hello>(0).size() == 1);  // "do you still know me?"
+    h.in(0, proto::Welcome{proto::protocol_version, "ga", 7, 1000, true});
+    REQUIRE(h.chat.messages.size() == 1);
+    CHECK(h.chat.messages[0].data == "sent before the stop");
+    CHECK(h.dispatcher.counters().fenced_replayed == 1);
+  }
+  SUBCASE("it declared us dead: the held events were re-sent elsewhere, the sockets are dropped") {
+    Harness h;
+    h.ready();
+    h.open(0, a1);
+    h.now += 5000ms;
+    h.in(0, proto::Close{a1, 1001, "closed while we were stopped"});
+    h.in(0, proto::Welcome{proto::protocol_version, "ga", 7, 1000, false});
+    CHECK(h.chat.closes.empty());  // the worker that took the socket over runs on_close
+    CHECK(h.dispatcher.open_sockets() == 0);
+    CHECK(h.dispatcher.counters().fenced_discarded == 1);
+    CHECK(h.dispatcher.counters().stalls == 1);
+  }
 }

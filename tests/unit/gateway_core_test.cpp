@@ -79,7 +79,12 @@ TEST_CASE("HELLO registers a worker and is answered with WELCOME carrying id and
   REQUIRE(welcome);
   CHECK(welcome->gateway_id == "gwt");
   CHECK(welcome->epoch == 42);
+  CHECK_FALSE(welcome->registered);  // it was not registered before this HELLO
   CHECK(f.core.live_workers() == 1);
+  f.hello("w1");
+  auto again = f.take("w1");
+  REQUIRE(again.size() == 1);
+  CHECK(std::get<proto::Welcome>(again[0]).registered);  // still known: its earlier events stand
 }
 
 TEST_CASE("HELLO with another protocol version is ignored and counted") {
@@ -520,7 +525,7 @@ TEST_CASE("traffic from an unknown worker is answered with WELCOME, at most once
   f.from("ghost", proto::Heartbeat{}, 10);
   auto sent = f.take("ghost");
   REQUIRE(sent.size() == 1);
-  CHECK(std::holds_alternative<proto::Welcome>(sent[0]));
+  CHECK_FALSE(std::get<proto::Welcome>(sent[0]).registered);
   f.from("ghost", proto::Heartbeat{}, 1500);
   CHECK(f.take("ghost").size() == 1);
   CHECK(f.core.counters().welcomes_unsolicited == 2);

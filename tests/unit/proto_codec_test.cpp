@@ -34,6 +34,7 @@ void check_same(const Welcome& a, const Welcome& b) {
   CHECK(a.gateway_id == b.gateway_id);
   CHECK(a.epoch == b.epoch);
   CHECK(a.heartbeat_ms == b.heartbeat_ms);
+  CHECK(a.registered == b.registered);
 }
 void check_same(const Heartbeat&, const Heartbeat&) {}
 void check_same(const Bye&, const Bye&) {}
@@ -208,6 +209,7 @@ TEST_CASE("proto: WELCOME round trip") {
   round_trip(Welcome{protocol_version, "gw-1", 0, 1000});
   round_trip(Welcome{UINT32_MAX, "gateway_B-2", UINT64_MAX, UINT32_MAX});
   round_trip(Welcome{1, "g", (std::uint64_t{1} << 56) + 12345, 1});
+  round_trip(Welcome{1, "g", 5, 1000, false});
 }
 
 TEST_CASE("proto: HEARTBEAT and BYE round trip") {
@@ -492,7 +494,8 @@ TEST_CASE("proto: missing fields are refused for every kind that has fields") {
     msgpack::object_handle h = msgpack::unpack(bytes.data(), bytes.size());
     const auto& arr = h.get().via.array;
     // Fields added later (issue 3) are optional as a group: all absent decodes to defaults.
-    std::size_t optional = k == Kind::open ? 2 : (k == Kind::write || k == Kind::publish) ? 1 : 0;
+    std::size_t optional =
+        k == Kind::open ? 2 : (k == Kind::write || k == Kind::publish || k == Kind::welcome) ? 1 : 0;
     for (std::size_t keep = 0; keep < fields; ++keep) {
       CAPTURE(keep);
       Raw raw;
