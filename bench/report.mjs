@@ -199,7 +199,7 @@ lines.push('');
   lines.push(table(['conns', 'target', 'msgs/s', 'p50 µs', 'p99 µs', 'server CPU-µs/msg', 'bench CPU %'], rows));
 }
 lines.push('');
-lines.push('### S2 room fan-out (every member sending; saturation = each member keeps one message in flight)');
+lines.push('### S2 room fan-out (every member sending; saturation = closed loop, ~50 000 deliveries in flight in all)');
 lines.push('');
 {
   const rows = [];
@@ -262,7 +262,7 @@ lines.push('');
   lines.push(table(['target', 'sockets', 'reached Status', 'failed', 'sockets/s', 'p50 ms', 'p99 ms', 'server CPU-µs/socket'], rows));
 }
 lines.push('');
-lines.push('### S6 slow consumers (a room of 1 000, 10 % stop reading; healthy members keep one message in flight)');
+lines.push('### S6 slow consumers (a room of 1 000, 10 % stop reading; the healthy 900 send in a closed loop)');
 lines.push('');
 {
   const rows = names.map((t) => {

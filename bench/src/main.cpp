@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
       ("s1-conns", po::value(&s1_conns)->default_value(s1_conns), "S1: connection counts")
       ("s2-rooms", po::value(&s2_rooms)->default_value(s2_rooms), "S2: room sizes")
       ("s2-clients", po::value(&o.s2_clients)->default_value(o.s2_clients), "S2: clients per room size (rooms = clients / size)")
+      ("inflight-deliveries", po::value(&o.inflight_deliveries)->default_value(o.inflight_deliveries), "S2/S6 closed loop: deliveries in flight in all (each room's window = this / members)")
       ("s3-idle", po::value(&o.s3_idle)->default_value(o.s3_idle), "S3: idle sockets")
       ("s3-active", po::value(&o.s3_active)->default_value(o.s3_active), "S3: active echo sockets")
       ("s4-rate", po::value(&o.s4_rate)->default_value(o.s4_rate), "S4: fixed open-loop rate, msgs/s")

@@ -338,10 +338,15 @@ class Runner {
     Histogram send_lag;  // open loop: how late the bench itself sent, vs the schedule
     Window window;
     bool drained = true;
+    std::size_t window_per_room = 0;  // closed loop: messages in flight per room
   };
 
-  // Closed loop: each sender keeps one message in flight (until its own copy comes back).
-  // Counts deliveries to sockets with counted == true.
+  // Closed loop with a window per room: W messages in flight in each room; when a sender
+  // gets its own message back, the room's next member (round robin) sends, so every member
+  // sends in turn. W = in-flight deliveries wanted / members in all rooms, between 1 and the
+  // room's sender count: enough queued work to saturate a server, little enough to drain in
+  // seconds (one message in flight per member of a 1 000-room is a million deliveries).
+  // Counts deliveries to sockets in `counted`.
   FanoutResult fanout_closed(const std::vector<Conn*>& senders, const std::vector<Conn*>& counted,
                              double duration) {
     FanoutResult r;
@@ -349,6 +354,20 @@ class Runner {
     bool measuring = false, stopping = false;
     std::uint64_t sent_total = 0, counted_received = 0;
     for (Conn* c : counted) c->flag = true;
+    std::size_t rooms = 0;
+    for (Conn* c : senders) rooms = std::max<std::size_t>(rooms, c->group + 1);
+    std::vector<std::vector<Conn*>> by_room(rooms);
+    for (Conn* c : senders) by_room[c->group].push_back(c);
+    std::vector<std::size_t> next(rooms, 0);
+    auto per_send = counted_per_send(counted);
+    std::size_t members = std::max<std::size_t>(1, per_send * rooms);
+    std::size_t want = static_cast<std::size_t>(o_.inflight_deliveries) / members;
+    auto send_next = [&](std::uint32_t room, std::int64_t now) {
+      auto& list = by_room[room];
+      Conn* c = list[next[room]++ % list.size()];
+      send_stamped(*c, now);
+      ++sent_total;
+    };
     engine_.on_message = [&](Conn& c, std::string_view payload, bool, std::int64_t now) {
       Stamp s;
       if (!parse_stamp(payload, s)) return;
@@ -361,17 +380,15 @@ class Runner {
       }
       if (s.sender == c.id && c.user == 1) {
         if (measuring) ++r.sends;
-        if (!stopping) {
-          send_stamped(c, now);
-          ++sent_total;
-        }
+        if (!stopping) send_next(c.group, now);
       }
     };
     auto t = now_ns();
-    for (Conn* c : senders) {
-      c->user = 1;  // marks senders
-      send_stamped(*c, t);
-      ++sent_total;
+    for (Conn* c : senders) c->user = 1;  // marks senders
+    for (std::uint32_t room = 0; room < rooms; ++room) {
+      std::size_t w = std::clamp<std::size_t>(want, 1, by_room[room].size());
+      r.window_per_room = w;
+      for (std::size_t i = 0; i < w; ++i) send_next(room, t);
     }
     engine_.run_until([] { return false; }, now_ns() + to_ns(o_.warmup));
     measuring = true;
@@ -380,8 +397,7 @@ class Runner {
     measuring = false;
     r.window.stop();
     stopping = true;
-    auto per_send = counted_per_send(counted);
-    r.drained = engine_.run_until([&] { return counted_received >= sent_total * per_send; }, now_ns() + 10 * sec);
+    r.drained = engine_.run_until([&] { return counted_received >= sent_total * per_send; }, now_ns() + 30 * sec);
     for (Conn* c : senders) c->user = 0;
     for (Conn* c : counted) c->flag = false;
     engine_.on_message = nullptr;
@@ -447,7 +463,7 @@ class Runner {
     engine_.on_tick = nullptr;
     engine_.set_wakeup(0);
     auto per_send = counted_per_send(counted);
-    r.drained = engine_.run_until([&] { return counted_received >= sent_total * per_send; }, now_ns() + 10 * sec);
+    r.drained = engine_.run_until([&] { return counted_received >= sent_total * per_send; }, now_ns() + 30 * sec);
     for (Conn* c : counted) c->flag = false;
     engine_.on_message = nullptr;
     r.deliveries_per_s = static_cast<double>(r.deliveries) / to_ns(duration) * 1e9;
@@ -494,6 +510,7 @@ class Runner {
       j["deliveries_per_s"] = std::round(sat.deliveries_per_s);
       j["sends_per_s"] = std::round(sat.sends_per_s);
       j["saturated_latency"] = latency_json(sat.latency);
+      j["in_flight_per_room"] = sat.window_per_room;
       j["drained"] = sat.drained && half.drained;
       sat.window.add(j, "delivery", sat.deliveries);
       Json h;
@@ -657,6 +674,7 @@ class Runner {
     j["room_size"] = size;
     j["stalled"] = stalled_n;
     j["stalled_rcvbuf"] = o_.s6_stalled_rcvbuf;
+    j["in_flight"] = base.window_per_room;
     Json a;
     a["healthy_deliveries_per_s"] = std::round(base.deliveries_per_s);
     base.window.add(a, "delivery", base.deliveries);

@@ -22,6 +22,7 @@ struct Options {
   std::vector<int> s1_conns = {100, 500};
   std::vector<int> s2_rooms = {10, 100, 1000};
   int s2_clients = 1000;
+  double inflight_deliveries = 50000;  // S2/S6 closed loop: deliveries in flight in all (sets each room's window)
   int s3_idle = 19000;
   int s3_active = 100;
   double s4_rate = 20000;
