@@ -78,8 +78,11 @@ class Pool {
   // Topics are delivered by the gateways: one PUBLISH per gateway, framed once there.
   virtual void subscribe(const Wsid& wsid, std::string_view topic) = 0;
   virtual void unsubscribe(const Wsid& wsid, std::string_view topic) = 0;
+  // order_key/order_version: for snapshots of one changing thing published by several workers
+  // (a room's userlist): each gateway drops a snapshot older than one it already delivered.
   virtual void publish(std::string_view topic, std::string_view data, bool binary = false,
-                       const Wsid& except = {}, std::string_view dedupe_key = {}) = 0;
+                       const Wsid& except = {}, std::string_view dedupe_key = {},
+                       std::string_view order_key = {}, std::uint64_t order_version = 0) = 0;
   virtual void query(const Wsid& wsid, std::function<void(bool open)> done) = 0;
 
   ServerHandle open_server(const Wsid& wsid) { return ServerHandle(*this, wsid); }

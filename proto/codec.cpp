@@ -109,12 +109,14 @@ struct Encoder {
     pack_str(p, m.topic);
   }
   void operator()(const Publish& m) {
-    begin(p, Kind::publish, 5);
+    begin(p, Kind::publish, 7);
     pack_str(p, m.topic);
     p.pack(m.binary);
     pack_bin(p, m.payload);
     pack_str(p, m.except_wsid);
     pack_str(p, m.dedupe_key);
+    pack_str(p, m.order_key);
+    p.pack(m.order_version);
   }
   void operator()(const Query& m) {
     begin(p, Kind::query, 1);
@@ -337,6 +339,7 @@ Decoded decode_object(const msgpack::object& root) {
       bool ok = r.str(m.topic, "topic") && r.boolean(m.binary, "binary") && r.bytes(m.payload, "payload") &&
                 r.str(m.except_wsid, "except_wsid");
       if (ok && r.has_more()) ok = r.str(m.dedupe_key, "dedupe_key");
+      if (ok && r.has_more()) ok = r.str(m.order_key, "order_key") && r.uint(m.order_version, "order_version");
       return finish(r, std::move(m), ok);
     }
     case Kind::query: {

@@ -41,6 +41,11 @@ struct Publish {
   std::string payload;
   std::string except_wsid;  // empty: nobody excluded
   std::string dedupe_key;   // as in Write
+  // Non-empty: snapshots of one changing thing (a room's userlist) published by several
+  // workers. The gateway drops a PUBLISH whose order_version is below the highest it has
+  // delivered for that key, so the newest snapshot is the last one every client sees.
+  std::string order_key;
+  std::uint64_t order_version = 0;
 };
 
 // "Is this WSID still open?" answered by Status.

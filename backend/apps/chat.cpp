@@ -109,14 +109,15 @@ OpenDecision ChatApp::join(Pool& pool, const OpenRequest& request, bool greet) {
     for (const auto& past : store_.recent_messages(room.room, chat::history_limit))
       pool.write(wsid, chat::chat_json(past));
 
-  auto members = store_.members(room.room);
+  auto snapshot = store_.room_snapshot(room.room);
+  const auto& members = snapshot.members;
   bool joined = std::any_of(members.begin(), members.end(), [&](const ChatMember& m) { return m.wsid == wsid; });
   if (!joined) {
     // The store already logged why; without a membership row the socket would be invisible.
     log::error("chat ", wsid, ": could not join room '", room.room, "' (store failure)");
     return OpenDecision::refused(close_code::internal_error, "chat store unavailable");
   }
-  pool.publish(topic, chat::userlist_json(members));
+  publish_userlist(pool, room.room, snapshot);
   log::debug("chat ", wsid, ": joined room '", room.room, "'");
   return OpenDecision::accepted();
 }
@@ -179,7 +180,14 @@ void ChatApp::reject(Pool& pool, const Wsid& wsid, std::string_view reason) {
 }
 
 void ChatApp::publish_userlist(Pool& pool, const std::string& room) {
-  pool.publish(chat::room_topic(room), chat::userlist_json(store_.members(room)));
+  publish_userlist(pool, room, store_.room_snapshot(room));
+}
+
+void ChatApp::publish_userlist(Pool& pool, const std::string& room, const ChatStore::RoomSnapshot& snapshot) {
+  // Two workers changing one room publish concurrently and their lists can cross on the way;
+  // the room's version lets each gateway drop the older list, so the newest is the last seen.
+  pool.publish(chat::room_topic(room), chat::userlist_json(snapshot.members), false, {}, {}, "userlist:" + room,
+               snapshot.version);
 }
 
 }  // namespace sb::backend

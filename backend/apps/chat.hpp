@@ -70,6 +70,7 @@ class ChatApp : public App {
   void send_message(Pool& pool, const Wsid& wsid, const std::string& base64, std::uint64_t seq);
   void reject(Pool& pool, const Wsid& wsid, std::string_view reason);
   void publish_userlist(Pool& pool, const std::string& room);
+  void publish_userlist(Pool& pool, const std::string& room, const ChatStore::RoomSnapshot& snapshot);
 
   ChatStore& store_;
   std::string worker_id_;

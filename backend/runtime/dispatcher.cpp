@@ -700,8 +700,10 @@ void Dispatcher::unsubscribe(const Wsid& wsid, std::string_view topic) {
 }
 
 void Dispatcher::publish(std::string_view topic, std::string_view data, bool binary, const Wsid& except,
-                         std::string_view dedupe_key) {
-  proto::Publish message{std::string(topic), binary, std::string(data), except, std::string(dedupe_key)};
+                         std::string_view dedupe_key, std::string_view order_key, std::uint64_t order_version) {
+  proto::Publish message{std::string(topic), binary,          std::string(data),
+                         except,             std::string(dedupe_key), std::string(order_key),
+                         order_version};
   // Every gateway we know and have not given up, as route() does for single sockets.
   for (std::size_t i = 0; i < gateways_.size(); ++i)
     if (!gateways_[i].id.empty() && !gateways_[i].lost) enqueue(i, message);

@@ -167,7 +167,8 @@ class Dispatcher final : public Pool {
   void subscribe(const Wsid& wsid, std::string_view topic) override;
   void unsubscribe(const Wsid& wsid, std::string_view topic) override;
   void publish(std::string_view topic, std::string_view data, bool binary = false, const Wsid& except = {},
-               std::string_view dedupe_key = {}) override;
+               std::string_view dedupe_key = {}, std::string_view order_key = {},
+               std::uint64_t order_version = 0) override;
   void query(const Wsid& wsid, std::function<void(bool open)> done) override;
 
  private:

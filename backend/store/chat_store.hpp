@@ -42,6 +42,13 @@ class ChatStore {
   virtual std::optional<ChatMember> remove_member(const std::string& wsid) = 0;
   virtual std::optional<ChatMember> member(const std::string& wsid) = 0;
   virtual std::vector<ChatMember> members(const std::string& room) = 0;  // in join order
+  // The members and the room's version, read together: the version grows with every change
+  // of the room's membership or aliases, so of two snapshots the higher version is newer.
+  struct RoomSnapshot {
+    std::vector<ChatMember> members;
+    std::uint64_t version = 0;  // 0: this store keeps no versions
+  };
+  virtual RoomSnapshot room_snapshot(const std::string& room) { return {members(room), 0}; }
   // Stores the message unless its (wsid, seq) is already stored (seq != 0). Either way, on
   // success `message` ends up as the stored row: its id is set and, for a repeat, every field
   // is the first one's (its author, its time), so a re-publication is byte-identical.

@@ -32,6 +32,26 @@ CREATE TABLE IF NOT EXISTS messages (
   seq     INTEGER         -- the sender's MESSAGE seq; NULL = none (UNIQUE ignores NULLs)
 );
 CREATE INDEX IF NOT EXISTS messages_room_id ON messages (room, id);
+-- A room's version grows with every change to its members, inside the changing transaction,
+-- so workers can order their userlist snapshots (the gateway drops older ones).
+CREATE TABLE IF NOT EXISTS room_versions (
+  room    TEXT PRIMARY KEY NOT NULL,
+  version INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS members_versions_insert AFTER INSERT ON members BEGIN
+  INSERT INTO room_versions (room, version) VALUES (NEW.room, 1)
+    ON CONFLICT (room) DO UPDATE SET version = version + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS members_versions_update AFTER UPDATE ON members BEGIN
+  INSERT INTO room_versions (room, version) VALUES (NEW.room, 1)
+    ON CONFLICT (room) DO UPDATE SET version = version + 1;
+  INSERT INTO room_versions (room, version) SELECT OLD.room, 1 WHERE OLD.room <> NEW.room
+    ON CONFLICT (room) DO UPDATE SET version = version + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS members_versions_delete AFTER DELETE ON members BEGIN
+  INSERT INTO room_versions (room, version) VALUES (OLD.room, 1)
+    ON CONFLICT (room) DO UPDATE SET version = version + 1;
+END;
 )sql";
 
 // Issue-2 files have no messages.seq: added in place (old rows keep NULL).
@@ -61,6 +81,9 @@ constexpr const char* statement_sql[] = {
     " (SELECT * FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
     // A key range instead of LIKE: gateway ids may contain '_', a LIKE wildcard.
     "SELECT wsid, room FROM members WHERE wsid >= ?1 AND wsid < ?2",
+    // One statement, so one consistent snapshot: the version row, then the members in order.
+    "SELECT 0, NULL, NULL, NULL, version FROM room_versions WHERE room = ?1"
+    " UNION ALL SELECT 1, wsid, room, alias, joined FROM members WHERE room = ?1 ORDER BY 1, 5",
 };
 
 void bind(sqlite3_stmt* st, int index, const std::string& text) {
@@ -159,7 +182,17 @@ std::unique_ptr<SqliteChatStore> SqliteChatStore::open(const std::string& path, 
     return 0;
   };
   char* message = nullptr;
-  if (sqlite3_exec(db, "PRAGMA journal_mode=WAL", on_row, &mode, &message) != SQLITE_OK) {
+  // Switching a new file to WAL needs an exclusive lock that busy_timeout does not wait for:
+  // workers opening a fresh store together retry for as long as the busy timeout would.
+  rc = SQLITE_BUSY;
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    sqlite3_free(message);
+    message = nullptr;
+    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", on_row, &mode, &message);
+    if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) break;
+    sqlite3_sleep(10);
+  }
+  if (rc != SQLITE_OK) {
     error = "sqlite: cannot enable WAL on " + path + ": " + (message ? message : sqlite3_errmsg(db));
     sqlite3_free(message);
     return nullptr;
@@ -296,6 +329,29 @@ std::vector<ChatMember> SqliteChatStore::members(const std::string& room) {
   if (rc != SQLITE_DONE) {
     fail("members");
     out.clear();
+  }
+  return out;
+}
+
+ChatStore::RoomSnapshot SqliteChatStore::room_snapshot(const std::string& room) {
+  RoomSnapshot out;
+  Use use(*this, select_room_snapshot);
+  bind(use.get(), 1, room);
+  int rc;
+  while ((rc = sqlite3_step(use.get())) == SQLITE_ROW) {
+    if (sqlite3_column_int(use.get(), 0) == 0) {
+      out.version = static_cast<std::uint64_t>(sqlite3_column_int64(use.get(), 4));
+      continue;
+    }
+    ChatMember member;
+    member.wsid = reinterpret_cast<const char*>(sqlite3_column_text(use.get(), 1));
+    member.room = reinterpret_cast<const char*>(sqlite3_column_text(use.get(), 2));
+    member.alias = reinterpret_cast<const char*>(sqlite3_column_text(use.get(), 3));
+    out.members.push_back(std::move(member));
+  }
+  if (rc != SQLITE_DONE) {
+    fail("room_snapshot");
+    return {};
   }
   return out;
 }

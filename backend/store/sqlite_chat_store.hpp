@@ -44,6 +44,7 @@ class SqliteChatStore : public ChatStore {
   std::optional<ChatMember> remove_member(const std::string& wsid) override;
   std::optional<ChatMember> member(const std::string& wsid) override;
   std::vector<ChatMember> members(const std::string& room) override;
+  RoomSnapshot room_snapshot(const std::string& room) override;
   AppendResult append_message(ChatMessage& message) override;
   std::vector<ChatMessage> recent_messages(const std::string& room, int limit) override;
   std::vector<std::string> remove_stale_epochs(const std::string& gateway_id, std::uint64_t live_epoch) override;
@@ -66,6 +67,7 @@ class SqliteChatStore : public ChatStore {
     select_message_by_key,
     select_recent,
     select_gateway_members,
+    select_room_snapshot,
     stmt_count
   };
   class Tx;

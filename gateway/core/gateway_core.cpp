@@ -223,6 +223,22 @@ void GatewayCore::on_write(const std::string& from, proto::Write& write) {
 
 void GatewayCore::on_publish(proto::Publish& publish) {
   if (!first_delivery(publish.dedupe_key)) return;
+  if (!publish.order_key.empty()) {
+    auto [it, fresh] = latest_versions_.try_emplace(publish.order_key, publish.order_version);
+    if (!fresh) {
+      if (publish.order_version < it->second) {
+        ++counters_.stale_suppressed;  // an older snapshot overtaken by a newer one
+        return;
+      }
+      it->second = publish.order_version;
+    } else {
+      latest_order_.push_back(publish.order_key);
+      if (latest_order_.size() > config_.dedupe_window) {
+        latest_versions_.erase(latest_order_.front());
+        latest_order_.pop_front();
+      }
+    }
+  }
   auto it = topics_.find(publish.topic);
   if (it == topics_.end()) return;
   auto frame = std::make_shared<const std::string>(make_frame(publish.payload, publish.binary));

@@ -99,6 +99,7 @@ struct Counters {
   std::uint64_t acks = 0;
   std::uint64_t acks_ignored = 0;           // from a worker that no longer serves the socket
   std::uint64_t duplicates_suppressed = 0;  // WRITE/PUBLISH with a dedupe key seen before
+  std::uint64_t stale_suppressed = 0;       // PUBLISH older than one already delivered (order_key)
   std::uint64_t orphan_closes_dropped = 0;  // closed sockets dropped before any worker took them
   std::uint64_t idle_events = 0;
 };
@@ -187,6 +188,8 @@ class GatewayCore {
   std::size_t outbox_pending_ = 0;
   std::unordered_set<std::string> recent_keys_;  // dedupe keys delivered lately
   std::deque<std::string> recent_key_order_;
+  std::unordered_map<std::string, std::uint64_t> latest_versions_;  // order_key -> highest delivered
+  std::deque<std::string> latest_order_;                              // first-seen order, for the cap
   std::unordered_map<std::string, std::int64_t> strangers_welcomed_;  // routing id -> when
   proto::DecodeLimits limits_;
   Counters counters_;

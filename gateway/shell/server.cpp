@@ -319,6 +319,7 @@ struct Server::Impl final : SocketDriver {
         {"acks", c.acks},
         {"acks_ignored", c.acks_ignored},
         {"duplicates_suppressed", c.duplicates_suppressed},
+        {"stale_suppressed", c.stale_suppressed},
         {"orphan_closes_dropped", c.orphan_closes_dropped},
         {"idle_events", c.idle_events},
         {"loop_drift_last_ms", loop_drift_last_ms},

@@ -33,6 +33,8 @@ class FakePool : public Pool {
     Wsid except;
     std::uint16_t code = 0;
     std::string dedupe_key;
+    std::string order_key;
+    std::uint64_t order_version = 0;
   };
   std::vector<Call> calls;
 
@@ -67,8 +69,10 @@ class FakePool : public Pool {
     c.topic = topic;
   }
   void publish(std::string_view topic, std::string_view data, bool binary, const Wsid& except,
-               std::string_view dedupe_key) override {
+               std::string_view dedupe_key, std::string_view order_key, std::uint64_t order_version) override {
     auto& c = add("publish");
+    c.order_key = order_key;
+    c.order_version = order_version;
     c.topic = topic;
     c.data = data;
     c.binary = binary;
@@ -632,4 +636,17 @@ TEST_CASE("chat: purge of a lost gateway removes all its members, any epoch, and
   CHECK(names(parse(calls[1].data)).empty());
   f.app->purge_gateway(f.pool, "gw");
   CHECK(f.pool.take().empty());
+}
+
+TEST_CASE("chat: userlists carry the room's order key and a version that grows with each change") {
+  Fixture f;
+  f.join("gw.1.aaaa");
+  auto second = f.join("gw.1.bbbb");
+  auto joined = second.back();
+  REQUIRE(joined.kind == "publish");
+  CHECK(joined.order_key == "userlist:default");
+  auto calls = f.send("gw.1.aaaa", user_msg("Ann"));
+  REQUIRE(calls.size() == 1);
+  CHECK(calls[0].order_key == "userlist:default");
+  CHECK(calls[0].order_version > joined.order_version);
 }

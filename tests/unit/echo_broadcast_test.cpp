@@ -39,8 +39,8 @@ class FakePool : public Pool {
   void unsubscribe(const Wsid& wsid, std::string_view topic) override {
     unsubscribes.push_back({wsid, std::string(topic)});
   }
-  void publish(std::string_view topic, std::string_view data, bool binary, const Wsid& except,
-               std::string_view) override {
+  void publish(std::string_view topic, std::string_view data, bool binary, const Wsid& except, std::string_view,
+               std::string_view, std::uint64_t) override {
     publishes.push_back({std::string(topic), std::string(data), binary, except});
   }
   void query(const Wsid&, std::function<void(bool)> done) override { done(true); }

@@ -599,3 +599,17 @@ TEST_CASE("a worker that dies before acknowledging OPEN is replaced by one that 
   CHECK(opens[0].query == "room=a");
   CHECK(opens[0].remote_address == "127.0.0.1");
 }
+
+TEST_CASE("an older snapshot under the same order key is dropped once a newer one went out") {
+  Fixture f;
+  f.hello("w1");
+  f.hello("w2");
+  Session* s = f.open();
+  f.from("w1", proto::Subscribe{s->wsid, "room"});
+  f.from("w2", proto::Publish{"room", false, "v6", "", "", "userlist:room", 6});
+  f.from("w1", proto::Publish{"room", false, "v5", "", "", "userlist:room", 5});  // crossed on the way
+  f.from("w1", proto::Publish{"room", false, "v6 again", "", "", "userlist:room", 6});
+  f.from("w1", proto::Publish{"room", false, "other", "", "", "userlist:other", 1});
+  CHECK(f.drain(*s) == make_frame("v6", false) + make_frame("v6 again", false) + make_frame("other", false));
+  CHECK(f.core.counters().stale_suppressed == 1);
+}

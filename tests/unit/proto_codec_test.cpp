@@ -86,6 +86,8 @@ void check_same(const Publish& a, const Publish& b) {
   CHECK(a.payload == b.payload);
   CHECK(a.except_wsid == b.except_wsid);
   CHECK(a.dedupe_key == b.dedupe_key);
+  CHECK(a.order_key == b.order_key);
+  CHECK(a.order_version == b.order_version);
 }
 void check_same(const Query& a, const Query& b) { CHECK(a.wsid == b.wsid); }
 void check_same(const Gone& a, const Gone& b) { CHECK(a.wsid == b.wsid); }
@@ -288,6 +290,7 @@ TEST_CASE("proto: PUBLISH round trip") {
   round_trip(Publish{"room:default", true, all_bytes(), "gw.1.9"});
   round_trip(Publish{"", false, "", ""});
   round_trip(Publish{"chat:a", false, "m", "", "chat:a:42"});
+  round_trip(Publish{"chat:a", false, "[]", "", "", "userlist:a", UINT64_MAX});
 }
 
 TEST_CASE("proto: QUERY, GONE, ACK, STATUS round trip") {
@@ -493,15 +496,17 @@ TEST_CASE("proto: missing fields are refused for every kind that has fields") {
     // Re-pack with only the first n-1 fields by decoding to msgpack objects.
     msgpack::object_handle h = msgpack::unpack(bytes.data(), bytes.size());
     const auto& arr = h.get().via.array;
-    // Fields added later (issue 3) are optional as a group: all absent decodes to defaults.
-    std::size_t optional =
-        k == Kind::open ? 2 : (k == Kind::write || k == Kind::publish || k == Kind::welcome) ? 1 : 0;
+    // Fields added later (issue 3) are optional in groups: these prefix lengths decode to defaults.
+    std::vector<std::size_t> complete_prefixes;
+    if (k == Kind::open) complete_prefixes = {fields - 2};
+    if (k == Kind::write || k == Kind::welcome) complete_prefixes = {fields - 1};
+    if (k == Kind::publish) complete_prefixes = {fields - 3, fields - 2};
     for (std::size_t keep = 0; keep < fields; ++keep) {
       CAPTURE(keep);
       Raw raw;
       raw.array(static_cast<std::uint32_t>(keep + 1));
       for (std::size_t i = 0; i <= keep; ++i) raw.p.pack(arr.ptr[i]);
-      if (optional > 0 && keep == fields - optional) {
+      if (std::find(complete_prefixes.begin(), complete_prefixes.end(), keep) != complete_prefixes.end()) {
         CHECK(decode(raw.str()).ok());
         continue;
       }

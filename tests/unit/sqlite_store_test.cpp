@@ -447,3 +447,28 @@ TEST_CASE("sqlite store: workers starting together on an issue-2 file upgrade it
   CHECK(failures == 0);
   CHECK(open_store(tmp.path.string())->recent_messages("lobby", 100).size() == 2 + workers);
 }
+
+TEST_CASE("sqlite store: a room's version grows with every membership or alias change") {
+  TempDb tmp;
+  auto first = open_store(tmp.path.string());
+  auto second = open_store(tmp.path.string());  // another worker on the same file
+  CHECK(first->room_snapshot("lobby").version == 0);
+  first->add_member({"gw.1.a", "lobby", "Ann"});
+  auto v1 = second->room_snapshot("lobby");
+  CHECK(v1.version >= 1);
+  CHECK(aliases(v1.members) == std::vector<std::string>{"Ann"});
+  second->add_member({"gw.1.b", "lobby", "Ben"});
+  auto v2 = first->room_snapshot("lobby");
+  CHECK(v2.version > v1.version);
+  CHECK(aliases(v2.members) == std::vector<std::string>{"Ann", "Ben"});
+  first->set_alias("gw.1.b", "Benny");
+  auto v3 = second->room_snapshot("lobby");
+  CHECK(v3.version > v2.version);
+  CHECK(aliases(v3.members) == std::vector<std::string>{"Ann", "Benny"});
+  second->remove_member("gw.1.a");
+  auto v4 = first->room_snapshot("lobby");
+  CHECK(v4.version > v3.version);
+  CHECK(aliases(v4.members) == std::vector<std::string>{"Benny"});
+  first->add_member({"gw.1.c", "other", "Cy"});
+  CHECK(first->room_snapshot("lobby").version == v4.version);  // other rooms do not count
+}
