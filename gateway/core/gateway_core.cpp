@@ -341,8 +341,12 @@ void GatewayCore::on_bye(const std::string& from) {
   send(from, proto::Bye{});  // released: it may exit
 }
 
-void GatewayCore::worker_unreachable(const std::string& routing_id) {
-  if (!workers_.find(routing_id)) return;
+void GatewayCore::worker_unreachable(const std::string& routing_id, std::int64_t now_ms) {
+  WorkerEntry* worker = workers_.find(routing_id);
+  if (!worker) return;
+  // ZeroMQ saw its connection close (a crash, kill -9): detected at the next send to it.
+  counters_.failover_detect_ms_last = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ms - worker->last_heard_ms));
+  log::warn("worker '", routing_id, "' unreachable ", now_ms - worker->last_heard_ms, " ms after it was last heard");
   workers_.remove(routing_id);
   ++counters_.workers_lost;
   release_worker(routing_id, true);

@@ -142,7 +142,7 @@ class GatewayCore {
   bool outbox_empty() const { return outbox_pending_ == 0; }
   void outbox_flushed() { outbox_pending_ = 0; }
   // The shell could not deliver to this worker (unroutable): treat it as gone.
-  void worker_unreachable(const std::string& routing_id);
+  void worker_unreachable(const std::string& routing_id, std::int64_t now_ms);
   // Gateway shutdown: every socket gets `code` after its queued frames.
   void close_all(std::uint16_t code, const std::string& reason);
 

@@ -244,7 +244,7 @@ struct Server::Impl final : SocketDriver {
       bodies.clear();
     }
     core.outbox_flushed();
-    for (const auto& id : unreachable) core.worker_unreachable(id);
+    for (const auto& id : unreachable) core.worker_unreachable(id, now_ms());
   }
 
   // --- lws ---

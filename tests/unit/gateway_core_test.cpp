@@ -489,7 +489,7 @@ TEST_CASE("dedicated sockets are closed with 1012 when their worker is lost") {
   REQUIRE(s);
   std::string first = s->worker;
   f.from(first == "w1" ? "w2" : "w1", proto::Heartbeat{}, 3000);
-  f.core.worker_unreachable(first);
+  f.core.worker_unreachable(first, 3000);
   std::string out;
   CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
   CHECK(s->close_code == close_code::service_restart);
@@ -591,7 +591,7 @@ TEST_CASE("a worker that dies before acknowledging OPEN is replaced by one that 
   std::string first = s->worker;
   std::string other = first == "w1" ? "w2" : "w1";
   f.take(other);
-  f.core.worker_unreachable(first);
+  f.core.worker_unreachable(first, 3000);
   auto sent = f.take(other);
   auto opens = only<proto::Open>(sent);
   REQUIRE(opens.size() == 1);
