@@ -527,6 +527,9 @@ struct Server::Impl final : SocketDriver {
     protocols[0].callback = &Impl::callback;
     protocols[0].per_session_data_size = sizeof(PerConnection);
     protocols[0].rx_buffer_size = 256;  // per-socket receive buffer; longer messages arrive in pieces
+    // lws caps one send at tx_packet_size, or at rx_buffer_size when that is 0: without this a
+    // coalesced 64 KiB write would leave in 276-byte pieces, each needing another WRITEABLE.
+    protocols[0].tx_packet_size = config.max_write_batch_bytes + 1024;
 
     struct lws_context_creation_info info;
     std::memset(&info, 0, sizeof info);
