@@ -52,6 +52,7 @@ struct Session {
   // Owned by the shell (I/O state, never read by the core):
   void* transport = nullptr;      // struct lws*; nullptr once the socket is gone
   bool writer_woken = false;      // a WRITEABLE callback is already requested
+  bool flush_listed = false;      // in the shell's list of sockets to write to this loop turn
   bool rx_binary = false;         // opcode of the message being reassembled
   std::string rx;                 // the message being reassembled
 };

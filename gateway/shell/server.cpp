@@ -107,7 +107,9 @@ struct Server::Impl final : SocketDriver {
   struct lws_context* context = nullptr;
   void* zmq_context = nullptr;
   void* router = nullptr;
-  std::string write_buffer;  // reused for every WRITEABLE: LWS_PRE bytes then frames
+  std::string write_buffer;  // reused for every write: LWS_PRE bytes then frames
+  std::vector<Session*> to_flush;  // sockets with new output this loop turn (see wake_writer)
+  std::vector<Session*> flushing;
   std::uint64_t pool_send_dropped = 0;  // bodies not sent: worker unreachable or over HWM
   std::uint64_t too_big_closes = 0;
   std::uint64_t refused_handshakes = 0;
@@ -121,10 +123,43 @@ struct Server::Impl final : SocketDriver {
   explicit Impl(const GatewayConfig& c) : config(c), core(c, new_epoch(), *this) {}
 
   // --- SocketDriver ---
+  // New output is written at the end of the loop turn, straight from here when the socket has
+  // nothing buffered (the usual case): asking lws for WRITEABLE costs two epoll_ctl calls per
+  // message. A socket with buffered output waits for WRITEABLE, so at most one batch sits in
+  // lws' own buffer and the rest stays in our bounded queue.
   void wake_writer(Session& session) override {
+    if (session.flush_listed || session.writer_woken || !session.transport) return;
+    session.flush_listed = true;
+    to_flush.push_back(&session);
+  }
+
+  void request_writeable(Session& session) {
     if (session.writer_woken || !session.transport) return;
     session.writer_woken = true;
     lws_callback_on_writable(static_cast<struct lws*>(session.transport));
+  }
+
+  void flush_writers() {
+    flushing.swap(to_flush);
+    for (Session* s : flushing) {
+      s->flush_listed = false;
+      if (!s->transport || s->writer_woken) continue;
+      auto* wsi = static_cast<struct lws*>(s->transport);
+      auto* pc = static_cast<PerConnection*>(lws_wsi_user(wsi));
+      if (!pc || pc->closing_by_us || pc->peer_close_code) continue;
+      if (s->closing || s->close_now || lws_partial_buffered(wsi)) {
+        request_writeable(*s);  // closing is done from WRITEABLE
+        continue;
+      }
+      write_buffer.assign(LWS_PRE, '\0');
+      if (core.next_output(*s, write_buffer) != GatewayCore::Output::data) continue;
+      std::size_t n = write_buffer.size() - LWS_PRE;
+      int written = lws_write(wsi, reinterpret_cast<unsigned char*>(write_buffer.data()) + LWS_PRE, n, LWS_WRITE_RAW);
+      if (written < static_cast<int>(n)) log::warn("write to ", s->wsid, " failed (", written, " of ", n, " bytes)");
+      // More queued, or the write failed (WRITEABLE then closes it): continue from WRITEABLE.
+      if (!s->queue.empty() || written < static_cast<int>(n)) request_writeable(*s);
+    }
+    flushing.clear();
   }
   void set_reading(Session& session, bool enabled) override {
     if (session.transport) lws_rx_flow_control(static_cast<struct lws*>(session.transport), enabled ? 1 : 0);
@@ -180,6 +215,7 @@ struct Server::Impl final : SocketDriver {
       flush_pool();
       if (!more) break;
     }
+    flush_writers();
     if (more && !idle_active) {
       uv_idle_start(&pool_idle, [](uv_idle_t* h) { static_cast<Impl*>(h->data)->service_pool(); });
       idle_active = true;
@@ -506,7 +542,7 @@ struct Server::Impl final : SocketDriver {
       log::warn("write to ", s->wsid, " failed (", written, " of ", n, " bytes)");
       return -1;
     }
-    if (!pc->closing_by_us && (!s->queue.empty() || s->closing || s->close_now)) wake_writer(*s);
+    if (!pc->closing_by_us && (!s->queue.empty() || s->closing || s->close_now)) request_writeable(*s);
     return 0;
   }
 
@@ -514,6 +550,7 @@ struct Server::Impl final : SocketDriver {
     if (!pc || !pc->session) return;
     Session* s = pc->session;
     pc->session = nullptr;
+    if (s->flush_listed) std::erase(to_flush, s);  // the core may free it before the next flush
     std::uint16_t code = pc->closing_by_us ? s->close_code
                          : pc->peer_close_code ? pc->peer_close_code
                                                : close_code::abnormal;
@@ -585,6 +622,7 @@ struct Server::Impl final : SocketDriver {
     for (Session* s : core.open_sessions()) {
       auto* pc = static_cast<PerConnection*>(lws_wsi_user(static_cast<struct lws*>(s->transport)));
       if (pc) pc->session = nullptr;
+      if (s->flush_listed) std::erase(to_flush, s);
       core.session_closed(*s, close_code::going_away, "gateway shutting down");
     }
     if (context) {
