@@ -370,6 +370,13 @@ void Engine::handle_event(Conn& c, std::uint32_t events) {
       return;
     }
     if (c.reading) on_readable(c);  // take what is left, then the end
+    // A paused socket would report the hang-up on every epoll_wait: end it now.
+    if (c.fd >= 0 && !c.reading) {
+      if (c.close_code == 0) c.close_code = 1006;
+      finish(c);
+      if (on_closed) on_closed(c);
+      return;
+    }
     if (c.fd >= 0 && (events & EPOLLERR)) {
       fail(c, "socket error", c.state == ConnState::handshaking);
       return;
