@@ -21,7 +21,7 @@ GatewayCore::AppState GatewayCore::app_state(const std::string& app) {
 }
 
 Session* GatewayCore::find(std::string_view wsid) {
-  auto it = sessions_.find(std::string(wsid));
+  auto it = sessions_.find(wsid);
   return it == sessions_.end() ? nullptr : it->second.get();
 }
 
@@ -87,7 +87,7 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
   ++counters_.sockets_opened;
   log::debug("open ", session->wsid, " app=", session->app, " worker=", session->worker);
   Session* raw = session.get();
-  sessions_.emplace(raw->wsid, std::move(session));
+  sessions_.emplace(std::string_view(raw->wsid), std::move(session));
   return raw;
 }
 
@@ -125,7 +125,7 @@ void GatewayCore::session_closed(Session& session, std::uint16_t code, std::stri
   log::debug("closed ", session.wsid, " code=", code);
 
   auto node = sessions_.extract(session.wsid);
-  closed_order_.push_back(node.key());
+  closed_order_.emplace_back(node.key());
   closed_.insert(std::move(node));
   // Bounded: with no worker for a long time the oldest closes are given up, and counted.
   while (closed_.size() > config_.max_closed_pending && !closed_order_.empty()) {
@@ -261,6 +261,7 @@ void GatewayCore::on_ack(const std::string& from, const proto::Ack& ack) {
                            [&](const PendingEvent& e) { return e.seq > ack.seq; });
   for (auto it = s->unacked.begin(); it != done; ++it) s->unacked_bytes -= it->body.size();
   s->unacked.erase(s->unacked.begin(), done);
+  if (s->unacked.empty()) std::vector<PendingEvent>().swap(s->unacked);  // idle sockets keep no buffer
   if (s->reading_paused && s->unacked_bytes <= config_.max_unacked_bytes / 2 &&
       s->unacked.size() <= config_.max_unacked_events / 2) {
     s->reading_paused = false;
@@ -450,7 +451,7 @@ void GatewayCore::tick(std::int64_t now_ms) {
     if (now_ms - session->last_activity_ms < static_cast<std::int64_t>(info->idle_timeout_ms)) continue;
     session->last_activity_ms = now_ms;
     ++counters_.idle_events;
-    send(session->worker, proto::Idle{wsid});
+    send(session->worker, proto::Idle{std::string(wsid)});
   }
 }
 

@@ -180,8 +180,11 @@ class GatewayCore {
   std::int64_t last_heartbeat_ms_ = 0;
   WorkerRegistry workers_;
   std::unordered_set<std::string> known_apps_;
-  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;  // open sockets, by WSID
-  std::unordered_map<std::string, std::unique_ptr<Session>> closed_;    // closed, CLOSE not acked
+  // Keys view the Session's own wsid (stable: sessions live behind unique_ptr and their wsid
+  // never changes), so idle sockets do not pay for a second copy of every WSID.
+  using SessionMap = std::unordered_map<std::string_view, std::unique_ptr<Session>>;
+  SessionMap sessions_;  // open sockets, by WSID
+  SessionMap closed_;    // closed, CLOSE not acked
   std::deque<std::string> closed_order_;                                // oldest first, for the cap
   std::size_t waiting_for_worker_ = 0;  // sessions (open or closed) with no worker
   std::unordered_map<std::string, std::vector<Session*>> topics_;       // topic -> subscribers
