@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <malloc.h>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -654,7 +655,10 @@ Server::~Server() {
 
 int Server::run() {
   auto& s = *impl_;
-  lws_set_log_level(getenv("SB_LWS_LOG") ? atoi(getenv("SB_LWS_LOG")) : LLL_ERR, nullptr);  // lws warnings duplicate our own log lines
+  // lws' own warnings duplicate our log lines; SB_LWS_LOG=<lws level bitmask> (e.g. 2047)
+  // turns its logging on when debugging lws itself.
+  const char* lws_levels = std::getenv("SB_LWS_LOG");
+  lws_set_log_level(lws_levels ? std::atoi(lws_levels) : LLL_ERR, nullptr);
   uv_loop_init(&s.loop);
   s.open_pool();
   s.start_lws();
