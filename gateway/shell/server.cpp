@@ -578,6 +578,12 @@ struct Server::Impl final : SocketDriver {
     info.iface = listen->host.c_str();
     info.protocols = protocols;
     info.user = this;
+    // lws' default idle policy arms a validity timer on every connection and re-arms it on
+    // every frame received, each time an insertion into one sorted list of all such timers:
+    // O(sockets) per message and quadratic in a connect storm. Idle handling is ours (IDLE
+    // events to the apps), so that policy is switched off.
+    static const lws_retry_bo_t no_validity_timers = {nullptr, 0, 0, 0, 0, 0};
+    info.retry_and_idle_policy = &no_validity_timers;
     info.count_threads = 1;
     info.timeout_secs = 10;
     context = lws_create_context(&info);
