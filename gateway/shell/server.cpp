@@ -140,6 +140,15 @@ struct Server::Impl final : SocketDriver {
     lws_callback_on_writable(static_cast<struct lws*>(session.transport));
   }
 
+  // Sends write_buffer (LWS_PRE bytes, then complete frames) raw in one lws_write.
+  bool write_out(struct lws* wsi, const Session& s) {
+    std::size_t n = write_buffer.size() - LWS_PRE;
+    int written = lws_write(wsi, reinterpret_cast<unsigned char*>(write_buffer.data()) + LWS_PRE, n, LWS_WRITE_RAW);
+    if (written >= static_cast<int>(n)) return true;
+    log::warn("write to ", s.wsid, " failed (", written, " of ", n, " bytes)");
+    return false;
+  }
+
   void flush_writers() {
     flushing.swap(to_flush);
     for (Session* s : flushing) {
@@ -154,11 +163,9 @@ struct Server::Impl final : SocketDriver {
       }
       write_buffer.assign(LWS_PRE, '\0');
       if (core.next_output(*s, write_buffer) != GatewayCore::Output::data) continue;
-      std::size_t n = write_buffer.size() - LWS_PRE;
-      int written = lws_write(wsi, reinterpret_cast<unsigned char*>(write_buffer.data()) + LWS_PRE, n, LWS_WRITE_RAW);
-      if (written < static_cast<int>(n)) log::warn("write to ", s->wsid, " failed (", written, " of ", n, " bytes)");
+      bool ok = write_out(wsi, *s);
       // More queued, or the write failed (WRITEABLE then closes it): continue from WRITEABLE.
-      if (!s->queue.empty() || written < static_cast<int>(n)) request_writeable(*s);
+      if (!s->queue.empty() || !ok) request_writeable(*s);
     }
     flushing.clear();
   }
@@ -536,13 +543,8 @@ struct Server::Impl final : SocketDriver {
         break;
       case GatewayCore::Output::data: break;
     }
-    // One lws_write per WRITEABLE; the frames are already complete, so they go out raw.
-    std::size_t n = write_buffer.size() - LWS_PRE;
-    int written = lws_write(wsi, reinterpret_cast<unsigned char*>(write_buffer.data()) + LWS_PRE, n, LWS_WRITE_RAW);
-    if (written < static_cast<int>(n)) {
-      log::warn("write to ", s->wsid, " failed (", written, " of ", n, " bytes)");
-      return -1;
-    }
+    // One lws_write per WRITEABLE.
+    if (!write_out(wsi, *s)) return -1;
     if (!pc->closing_by_us && (!s->queue.empty() || s->closing || s->close_now)) request_writeable(*s);
     return 0;
   }
