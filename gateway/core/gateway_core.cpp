@@ -444,6 +444,11 @@ void GatewayCore::tick(std::int64_t now_ms) {
     for (const auto& [id, w] : workers_.all()) send(id, proto::Heartbeat{});
   }
   // Idle events: IRIS Read() timeouts, repeated every idle period while the client is silent.
+  // Most apps declare none: then there is no reason to walk every socket each tick.
+  bool any_idle_timeout = false;
+  for (const auto& [id, w] : workers_.all())
+    for (const auto& app : w.apps) any_idle_timeout |= app.idle_timeout_ms != 0;
+  if (!any_idle_timeout) return;
   for (auto& [wsid, session] : sessions_) {
     if (session->worker.empty()) continue;
     const proto::AppInfo* info = workers_.app_info(session->app);
