@@ -116,6 +116,9 @@ class App {
   virtual void on_idle(Pool& pool, const Wsid& wsid) {}
   // A write/end/subscribe named a socket that is closed: drop what you keep about it.
   virtual void on_gone(Pool& pool, const Wsid& wsid) {}
+  // After each loop turn's events, before anything they produced is sent: an app that
+  // batches (one store commit per turn, one snapshot per changed room) finishes the batch here.
+  virtual void on_batch_end(Pool& pool) {}
 };
 
 }  // namespace sb::backend

@@ -38,6 +38,7 @@ proto::AppInfo ChatApp::info() const {
 }
 
 OpenDecision ChatApp::on_open(Pool& pool, const OpenRequest& request) {
+  begin_batch();
   OpenDecision decision = OpenDecision::refused(close_code::internal_error, "internal error");
   guarded("open", request.wsid, [&] { decision = open(pool, request); });
   return decision;
@@ -48,28 +49,34 @@ void ChatApp::on_message(Pool& pool, const Wsid& wsid, std::string_view data, bo
 }
 
 void ChatApp::on_message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary, std::uint64_t seq) {
+  begin_batch();
   guarded("message", wsid, [&] { message(pool, wsid, data, binary, seq); });
 }
 
 void ChatApp::on_resume(Pool& pool, const OpenRequest& request, std::uint64_t acked_seq) {
+  begin_batch();
   guarded("resume", request.wsid, [&] { resume(pool, request, acked_seq); });
 }
 
 void ChatApp::on_close(Pool& pool, const Wsid& wsid, std::uint16_t code, std::string_view reason) {
+  begin_batch();
   guarded("close", wsid, [&] { leave(pool, wsid, "closed"); });
 }
 
 void ChatApp::on_gone(Pool& pool, const Wsid& wsid) {
+  begin_batch();
   guarded("gone", wsid, [&] { leave(pool, wsid, "gone"); });
 }
 
 void ChatApp::purge_stale_epochs(Pool& pool, const std::string& gateway_id, std::uint64_t live_epoch) {
+  begin_batch();
   guarded("purge", gateway_id, [&] {
     for (const auto& room : store_.remove_stale_epochs(gateway_id, live_epoch)) publish_userlist(pool, room);
   });
 }
 
 void ChatApp::purge_gateway(Pool& pool, const std::string& gateway_id) {
+  begin_batch();
   guarded("purge", gateway_id, [&] {
     for (const auto& room : store_.remove_gateway_members(gateway_id)) publish_userlist(pool, room);
   });
@@ -109,15 +116,12 @@ OpenDecision ChatApp::join(Pool& pool, const OpenRequest& request, bool greet) {
     for (const auto& past : store_.recent_messages(room.room, chat::history_limit))
       pool.write(wsid, chat::chat_json(past));
 
-  auto snapshot = store_.room_snapshot(room.room);
-  const auto& members = snapshot.members;
-  bool joined = std::any_of(members.begin(), members.end(), [&](const ChatMember& m) { return m.wsid == wsid; });
-  if (!joined) {
+  if (!store_.member(wsid)) {
     // The store already logged why; without a membership row the socket would be invisible.
     log::error("chat ", wsid, ": could not join room '", room.room, "' (store failure)");
     return OpenDecision::refused(close_code::internal_error, "chat store unavailable");
   }
-  publish_userlist(pool, room.room, snapshot);
+  publish_userlist(pool, room.room);
   log::debug("chat ", wsid, ": joined room '", room.room, "'");
   return OpenDecision::accepted();
 }
@@ -179,15 +183,38 @@ void ChatApp::reject(Pool& pool, const Wsid& wsid, std::string_view reason) {
   pool.write(wsid, chat::error_json(reason));
 }
 
-void ChatApp::publish_userlist(Pool& pool, const std::string& room) {
-  publish_userlist(pool, room, store_.room_snapshot(room));
+void ChatApp::publish_userlist(Pool&, const std::string& room) {
+  // Once per room per batch, at its end: a storm of joins to one room sends one list, not one
+  // per join (each list goes to every member).
+  if (changed_rooms_set_.insert(room).second) changed_rooms_.push_back(room);
 }
 
-void ChatApp::publish_userlist(Pool& pool, const std::string& room, const ChatStore::RoomSnapshot& snapshot) {
-  // Two workers changing one room publish concurrently and their lists can cross on the way;
-  // the room's version lets each gateway drop the older list, so the newest is the last seen.
-  pool.publish(chat::room_topic(room), chat::userlist_json(snapshot.members), false, {}, {}, "userlist:" + room,
-               snapshot.version);
+void ChatApp::begin_batch() {
+  if (in_batch_) return;
+  in_batch_ = true;
+  store_.begin_batch();
+}
+
+void ChatApp::on_batch_end(Pool& pool) {
+  if (!in_batch_) return;
+  in_batch_ = false;
+  if (!store_.end_batch()) {
+    ++failed_batches_;
+    log::error("chat: the store lost a batch of changes (commit failed); userlists are re-read from the store");
+  }
+  // Read after the commit: the lists show what is stored, also when the commit failed.
+  auto rooms = std::exchange(changed_rooms_, {});
+  changed_rooms_set_.clear();
+  for (const auto& room : rooms) {
+    guarded("userlist", room, [&] {
+      auto snapshot = store_.room_snapshot(room);
+      // Two workers changing one room publish concurrently and their lists can cross on the
+      // way; the room's version lets each gateway drop the older list, so the newest is the
+      // last seen.
+      pool.publish(chat::room_topic(room), chat::userlist_json(snapshot.members), false, {}, {}, "userlist:" + room,
+                   snapshot.version);
+    });
+  }
 }
 
 }  // namespace sb::backend

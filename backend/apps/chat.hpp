@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "backend/app.hpp"
 #include "backend/store/chat_store.hpp"
@@ -45,6 +47,8 @@ class ChatApp : public App {
   void on_resume(Pool& pool, const OpenRequest& request, std::uint64_t acked_seq) override;
   void on_close(Pool& pool, const Wsid& wsid, std::uint16_t code, std::string_view reason) override;
   void on_gone(Pool& pool, const Wsid& wsid) override;
+  // Commits the batch's store transaction, then publishes one userlist per changed room.
+  void on_batch_end(Pool& pool) override;
 
   // A gateway announced (WELCOME) a new epoch: members it held under older epochs are gone
   // for good. Removes them and publishes fresh userlists to the rooms they left. The worker
@@ -58,6 +62,8 @@ class ChatApp : public App {
   static std::string dedupe_key(const ChatMessage& message);
   // Messages seen again after a failover and published again instead of stored again.
   std::uint64_t republished() const { return republished_; }
+  // Batches whose store commit failed (their changes are lost; logged).
+  std::uint64_t failed_batches() const { return failed_batches_; }
 
  private:
   OpenDecision open(Pool& pool, const OpenRequest& request);
@@ -69,13 +75,20 @@ class ChatApp : public App {
   void set_alias(Pool& pool, const Wsid& wsid, const std::string& alias);
   void send_message(Pool& pool, const Wsid& wsid, const std::string& base64, std::uint64_t seq);
   void reject(Pool& pool, const Wsid& wsid, std::string_view reason);
+  // Marks the room's userlist for publication at the end of the batch.
   void publish_userlist(Pool& pool, const std::string& room);
-  void publish_userlist(Pool& pool, const std::string& room, const ChatStore::RoomSnapshot& snapshot);
+  void begin_batch();
 
   ChatStore& store_;
   std::string worker_id_;
   Clock now_;
   std::uint64_t republished_ = 0;
+  std::uint64_t failed_batches_ = 0;
+  // The current batch (loop thread only): open store transaction, rooms whose membership or
+  // aliases changed, in order of first change.
+  bool in_batch_ = false;
+  std::vector<std::string> changed_rooms_;
+  std::unordered_set<std::string> changed_rooms_set_;
 };
 
 }  // namespace sb::backend

@@ -170,6 +170,7 @@ SteadyTime Dispatcher::next_deadline() const {
 void Dispatcher::flush(SteadyTime now, const Sink& sink) {
   now_ = now;
   run_deferred();
+  for (App* app : apps_) guarded("on_batch_end", {}, [&] { app->on_batch_end(*this); });
   for (std::size_t i = 0; i < gateways_.size(); ++i) {
     auto& gateway = gateways_[i];
     for (const auto& [wsid, seq] : gateway.acks) {

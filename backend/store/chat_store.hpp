@@ -35,6 +35,13 @@ struct AppendResult {
 class ChatStore {
  public:
   virtual ~ChatStore() = default;
+  // Batches: the calls between begin_batch() and end_batch() share one transaction (one
+  // commit, one WAL append for many changes); each call stays atomic on its own. The worker
+  // ends a batch before it sends anything the batch produced. end_batch() returns false if the
+  // commit failed (logged): every change of the batch is then lost. Stores without
+  // transactions ignore both.
+  virtual void begin_batch() {}
+  virtual bool end_batch() { return true; }
   virtual void add_member(const ChatMember& member) = 0;
   // Returns the member after the change, or nullopt if the WSID is not a member.
   virtual std::optional<ChatMember> set_alias(const std::string& wsid, const std::string& alias) = 0;

@@ -65,6 +65,9 @@ constexpr const char* statement_sql[] = {
     "BEGIN IMMEDIATE",
     "COMMIT",
     "ROLLBACK",
+    "SAVEPOINT op",
+    "RELEASE op",
+    "ROLLBACK TO op",
     // A re-delivered OPEN (worker takeover) keeps the member's place in the list.
     "INSERT INTO members (wsid, room, alias, joined) VALUES (?1, ?2, ?3,"
     " (SELECT COALESCE(MAX(joined), 0) + 1 FROM members WHERE room = ?2))"
@@ -129,22 +132,33 @@ class SqliteChatStore::Use {
   sqlite3_stmt* st_;
 };
 
-// BEGIN IMMEDIATE ... COMMIT, rolled back on any early return.
+// BEGIN IMMEDIATE ... COMMIT, rolled back on any early return. In a batch: a savepoint in
+// the batch's transaction (begun here by the first write), released or rolled back alone.
 class SqliteChatStore::Tx {
  public:
   explicit Tx(SqliteChatStore& store) : store_(store) {}
   ~Tx() {
     // A failed statement may already have ended the transaction (autocommit is back on).
-    if (active_ && !sqlite3_get_autocommit(store_.db_)) {
+    if (!active_ || sqlite3_get_autocommit(store_.db_)) return;
+    if (!nested_) {
       Use use(store_, rollback);
       sqlite3_step(use.get());
+      return;
     }
+    // Undo this call only; the batch's earlier changes stay.
+    store_.exec(rollback_to, "rollback to savepoint");
+    store_.exec(release, "release savepoint");
   }
   Tx(const Tx&) = delete;
   Tx& operator=(const Tx&) = delete;
-  bool begin(const char* op) { return active_ = store_.exec(begin_immediate, op); }
+  bool begin(const char* op) {
+    nested_ = store_.batching_;
+    if (!nested_) return active_ = store_.exec(begin_immediate, op);
+    if (sqlite3_get_autocommit(store_.db_) && !store_.exec(begin_immediate, op)) return false;
+    return active_ = store_.exec(savepoint, op);
+  }
   bool commit(const char* op) {
-    if (!store_.exec(SqliteChatStore::commit, op)) return false;
+    if (!store_.exec(nested_ ? release : SqliteChatStore::commit, op)) return false;
     active_ = false;
     return true;
   }
@@ -152,6 +166,7 @@ class SqliteChatStore::Tx {
  private:
   SqliteChatStore& store_;
   bool active_ = false;
+  bool nested_ = false;
 };
 
 std::unique_ptr<SqliteChatStore> SqliteChatStore::open(const std::string& path, std::string& error) {
@@ -252,6 +267,14 @@ bool SqliteChatStore::exec(Stmt which, const char* op) {
   }
   if (rc == SQLITE_DONE) return true;
   fail(op);
+  return false;
+}
+
+bool SqliteChatStore::end_batch() {
+  batching_ = false;
+  if (sqlite3_get_autocommit(db_)) return true;  // nothing written, or already rolled back
+  if (exec(commit, "commit batch")) return true;
+  if (!sqlite3_get_autocommit(db_)) exec(rollback, "roll back batch");
   return false;
 }
 

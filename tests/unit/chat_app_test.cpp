@@ -137,15 +137,20 @@ struct Fixture {
     REQUIRE_MESSAGE(store, error);
     app.emplace(*store, "worker-7", [this] { return clock(); });
   }
+  // Ends the app's batch, as the worker does after each loop turn, and returns what it did.
+  std::vector<FakePool::Call> take() {
+    app->on_batch_end(pool);
+    return pool.take();
+  }
   // Opens a socket and returns what the app did.
   std::vector<FakePool::Call> join(const Wsid& wsid, const std::string& query = "") {
     auto decision = app->on_open(pool, request(wsid, query));
     REQUIRE(decision.accept);
-    return pool.take();
+    return take();
   }
   std::vector<FakePool::Call> send(const Wsid& wsid, const std::string& data, bool binary = false) {
     app->on_message(pool, wsid, data, binary);
-    return pool.take();
+    return take();
   }
 };
 
@@ -198,7 +203,7 @@ TEST_CASE("chat: a bad room is refused with 1008 and a reason, and nothing is do
     CHECK_FALSE(decision.accept);
     CHECK(decision.code == 1008);
     CHECK_FALSE(decision.reason.empty());
-    CHECK(f.pool.take().empty());
+    CHECK(f.take().empty());
   }
   CHECK_FALSE(f.store->member("gw.1.x"));
 }
@@ -227,7 +232,7 @@ TEST_CASE("chat: userlist on join, alias and leave, in join order") {
   CHECK(calls[0].kind == "publish");
 
   f.app->on_close(f.pool, "gw.1.aaaa", 1001, "going away");
-  calls = f.pool.take();
+  calls = f.take();
   REQUIRE(calls.size() == 1);
   CHECK(calls[0].kind == "publish");
   CHECK(names(parse(calls[0].data)) == std::vector<std::string>{long_alias});
@@ -236,11 +241,11 @@ TEST_CASE("chat: userlist on join, alias and leave, in join order") {
   // A second close (or a gone after the close) finds nothing and publishes nothing.
   f.app->on_close(f.pool, "gw.1.aaaa", 1001, "");
   f.app->on_gone(f.pool, "gw.1.aaaa");
-  CHECK(f.pool.take().empty());
+  CHECK(f.take().empty());
 
   // on_gone alone also removes the member.
   f.app->on_gone(f.pool, "gw.1.bbbb");
-  calls = f.pool.take();
+  calls = f.take();
   REQUIRE(calls.size() == 1);
   CHECK(names(parse(calls[0].data)).empty());
 }
@@ -342,7 +347,7 @@ TEST_CASE("chat: rooms are isolated") {
   CHECK(names(parse(calls[0].data)) == std::vector<std::string>{"Bea"});
 
   f.app->on_close(f.pool, "gw.1.bbbb", 1000, "");
-  calls = f.pool.take();
+  calls = f.take();
   REQUIRE(calls.size() == 1);
   CHECK(calls[0].topic == "chat:blue");
   CHECK(f.store->members("red").size() == 1);
@@ -416,7 +421,7 @@ TEST_CASE("chat: messages from a WSID that never joined get an Error") {
     CHECK(parse(calls[0].data)["Type"] == "Error");
   }
   f.app->on_close(f.pool, "gw.1.ghost", 1000, "");
-  CHECK(f.pool.take().empty());
+  CHECK(f.take().empty());
 }
 
 TEST_CASE("chat: a socket handled by another worker sharing the store") {
@@ -425,7 +430,8 @@ TEST_CASE("chat: a socket handled by another worker sharing the store") {
   f.join("gw.1.aaaa");
   // Another worker opened this one; this worker gets its message (takeover).
   REQUIRE(other.on_open(f.pool, request("gw.1.bbbb")).accept);
-  auto calls = f.pool.take();
+  other.on_batch_end(f.pool);
+  auto calls = f.take();
   CHECK(parse(calls[0].data)["Worker"] == "worker-8");
   CHECK(names(parse(calls.back().data)) == std::vector<std::string>{"guest-aaaa", "guest-bbbb"});
 
@@ -440,14 +446,14 @@ TEST_CASE("chat: purge of a gateway's old epoch publishes fresh userlists") {
   f.join("gw.2.bbbb", "room=a");
   f.join("gw.1.cccc", "room=b");
   f.app->purge_stale_epochs(f.pool, "gw", 2);
-  auto calls = f.pool.take();
+  auto calls = f.take();
   REQUIRE(calls.size() == 2);
   CHECK(calls[0].topic == "chat:a");
   CHECK(names(parse(calls[0].data)) == std::vector<std::string>{"guest-bbbb"});
   CHECK(calls[1].topic == "chat:b");
   CHECK(names(parse(calls[1].data)).empty());
   f.app->purge_stale_epochs(f.pool, "gw", 2);
-  CHECK(f.pool.take().empty());
+  CHECK(f.take().empty());
 }
 
 namespace {
@@ -479,9 +485,11 @@ TEST_CASE("chat: store failures become an Error or a 1011 refusal") {
   ChatApp app(store, "w");
   FakePool pool;
   REQUIRE(app.on_open(pool, request("gw.1.aaaa")).accept);
+  app.on_batch_end(pool);
   pool.take();
 
   app.on_message(pool, "gw.1.aaaa", chat_msg("lost"), false);
+  app.on_batch_end(pool);
   auto calls = pool.take();
   REQUIRE(calls.size() == 1);
   CHECK(calls[0].kind == "write");
@@ -491,6 +499,7 @@ TEST_CASE("chat: store failures become an Error or a 1011 refusal") {
   auto decision = app.on_open(pool, request("gw.1.bbbb"));
   CHECK_FALSE(decision.accept);
   CHECK(decision.code == 1011);
+  app.on_batch_end(pool);
   for (const auto& call : pool.take()) CHECK(call.kind != "publish");
 }
 
@@ -515,7 +524,7 @@ TEST_CASE("chat: a message processed twice (same seq) is stored once and re-publ
   Fixture f;
   f.join("gw.1.aaaa");
   f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("hello"), false, 5);
-  auto first = f.pool.take();
+  auto first = f.take();
   REQUIRE(first.size() == 1);
   CHECK(first[0].kind == "publish");
   auto chat = parse(first[0].data);
@@ -528,7 +537,8 @@ TEST_CASE("chat: a message processed twice (same seq) is stored once and re-publ
   ChatApp other(*f.store, "worker-8", [&f] { return f.clock(); });
   f.send("gw.1.aaaa", user_msg("Ann"));
   other.on_message(f.pool, "gw.1.aaaa", chat_msg("hello"), false, 5);
-  auto again = f.pool.take();
+  other.on_batch_end(f.pool);
+  auto again = f.take();
   REQUIRE(again.size() == 1);
   CHECK(again[0].kind == "publish");
   CHECK(again[0].topic == "chat:default");
@@ -539,7 +549,7 @@ TEST_CASE("chat: a message processed twice (same seq) is stored once and re-publ
 
   // The next seq is a new message with a new key.
   f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("next"), false, 6);
-  auto next = f.pool.take();
+  auto next = f.take();
   REQUIRE(next.size() == 1);
   auto next_id = parse(next[0].data)["Id"].get<std::int64_t>();
   CHECK(next_id > id);
@@ -552,12 +562,12 @@ TEST_CASE("chat: seq is per sender; without a seq nothing is deduplicated") {
   Fixture f;
   f.join("gw.1.aaaa");
   f.join("gw.1.bbbb");
-  f.pool.take();
+  f.take();
   f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("a1"), false, 1);
   f.app->on_message(f.pool, "gw.1.bbbb", chat_msg("b1"), false, 1);
   f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("no seq"), false, 0);
   f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("no seq"), false);
-  auto calls = f.pool.take();
+  auto calls = f.take();
   REQUIRE(calls.size() == 4);
   std::set<std::string> keys;
   for (const auto& c : calls) keys.insert(c.dedupe_key);
@@ -571,7 +581,7 @@ TEST_CASE("chat: alias changes and errors carry no dedupe key") {
   f.join("gw.1.aaaa");
   f.app->on_message(f.pool, "gw.1.aaaa", user_msg("Ann"), false, 1);
   f.app->on_message(f.pool, "gw.1.aaaa", "junk", false, 2);
-  auto calls = f.pool.take();
+  auto calls = f.take();
   REQUIRE(calls.size() == 2);
   for (const auto& c : calls) CHECK(c.dedupe_key.empty());
 }
@@ -581,19 +591,19 @@ TEST_CASE("chat: resume of a socket whose join is stored does nothing") {
   f.join("gw.1.aaaa", "room=r");
   f.app->on_resume(f.pool, request("gw.1.aaaa", "room=r"), 3);
   f.app->on_resume(f.pool, request("gw.1.aaaa", "room=r"), 0);
-  CHECK(f.pool.take().empty());
+  CHECK(f.take().empty());
 }
 
 TEST_CASE("chat: resume without a stored member repairs the join") {
   Fixture f;
   f.join("gw.1.aaaa", "room=r");
   f.send("gw.1.aaaa", chat_msg("history"));
-  f.pool.take();
+  f.take();
 
   // acked_seq 0: the first worker may have died inside on_open: the whole join, Status first.
   auto calls = [&] {
     f.app->on_resume(f.pool, request("gw.1.bbbb", "room=r"), 0);
-    return f.pool.take();
+    return f.take();
   }();
   REQUIRE(calls.size() == 4);
   CHECK(parse(calls[0].data)["Type"] == "Status");
@@ -604,7 +614,7 @@ TEST_CASE("chat: resume without a stored member repairs the join") {
   // acked_seq > 0: it was greeted long ago and lost its membership (e.g. purged): quietly back.
   f.store->remove_member("gw.1.aaaa");
   f.app->on_resume(f.pool, request("gw.1.aaaa", "room=r"), 7);
-  calls = f.pool.take();
+  calls = f.take();
   REQUIRE(calls.size() == 2);
   CHECK(calls[0].kind == "subscribe");
   CHECK(calls[0].topic == "chat:r");
@@ -613,7 +623,7 @@ TEST_CASE("chat: resume without a stored member repairs the join") {
 
   // A room it could never have joined: ended instead.
   f.app->on_resume(f.pool, request("gw.1.cccc", "room=" + std::string(65, 'r')), 0);
-  calls = f.pool.take();
+  calls = f.take();
   REQUIRE(calls.size() == 1);
   CHECK(calls[0].kind == "end");
   CHECK(calls[0].code == 1008);
@@ -626,16 +636,16 @@ TEST_CASE("chat: purge of a lost gateway removes all its members, any epoch, and
   f.join(a_old, "room=a");
   f.join(other, "room=a");
   f.join(a_new, "room=b");
-  f.pool.take();
+  f.take();
   f.app->purge_gateway(f.pool, "gw");
-  auto calls = f.pool.take();
+  auto calls = f.take();
   REQUIRE(calls.size() == 2);
   CHECK(calls[0].topic == "chat:a");
   CHECK(names(parse(calls[0].data)) == std::vector<std::string>{chat::default_alias(other)});
   CHECK(calls[1].topic == "chat:b");
   CHECK(names(parse(calls[1].data)).empty());
   f.app->purge_gateway(f.pool, "gw");
-  CHECK(f.pool.take().empty());
+  CHECK(f.take().empty());
 }
 
 TEST_CASE("chat: userlists carry the room's order key and a version that grows with each change") {
@@ -649,4 +659,32 @@ TEST_CASE("chat: userlists carry the room's order key and a version that grows w
   REQUIRE(calls.size() == 1);
   CHECK(calls[0].order_key == "userlist:default");
   CHECK(calls[0].order_version > joined.order_version);
+}
+
+TEST_CASE("chat: joins in one batch send one userlist per room, after the batch's greetings") {
+  Fixture f;
+  for (const char* wsid : {"gw.1.aaaa", "gw.1.bbbb", "gw.1.cccc"})
+    REQUIRE(f.app->on_open(f.pool, request(wsid, "room=r")).accept);
+  REQUIRE(f.app->on_open(f.pool, request("gw.1.dddd", "room=s")).accept);
+  f.app->on_message(f.pool, "gw.1.aaaa", user_msg("Ann"), false, 1);
+  auto calls = f.take();
+  // Status + subscribe per socket, then one list per room, holding every change of the batch.
+  REQUIRE(calls.size() == 4 * 2 + 2);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(parse(calls[2 * i].data)["Type"] == "Status");
+    CHECK(calls[2 * i + 1].kind == "subscribe");
+  }
+  CHECK(calls[8].kind == "publish");
+  CHECK(calls[8].topic == "chat:r");
+  CHECK(names(parse(calls[8].data)) == std::vector<std::string>{"Ann", "guest-bbbb", "guest-cccc"});
+  CHECK(calls[9].topic == "chat:s");
+  CHECK(names(parse(calls[9].data)) == std::vector<std::string>{"guest-dddd"});
+  // Committed: a second connection to the store would see them (here: the same store, outside a batch).
+  CHECK(f.store->members("r").size() == 3);
+  CHECK(f.app->failed_batches() == 0);
+  // A batch that changed no room publishes nothing.
+  f.app->on_message(f.pool, "gw.1.aaaa", chat_msg("hello"), false, 2);
+  calls = f.take();
+  REQUIRE(calls.size() == 1);
+  CHECK(parse(calls[0].data)["Type"] == "Chat");
 }

@@ -472,3 +472,38 @@ TEST_CASE("sqlite store: a room's version grows with every membership or alias c
   first->add_member({"gw.1.c", "other", "Cy"});
   CHECK(first->room_snapshot("lobby").version == v4.version);  // other rooms do not count
 }
+
+TEST_CASE("sqlite store: a batch is one transaction; a failed call inside it undoes only itself") {
+  TempDb tmp;
+  const auto path = tmp.path.string();
+  auto store = open_store(path);
+  // A trigger makes one particular write fail, as a constraint or I/O error would.
+  raw_query(path,
+            "CREATE TRIGGER refuse_boom BEFORE UPDATE ON members WHEN NEW.alias = 'boom'"
+            " BEGIN SELECT RAISE(ABORT, 'boom refused'); END");
+
+  store->begin_batch();
+  store->add_member({"gw.1.a", "lobby", "Ann"});
+  store->add_member({"gw.1.b", "lobby", "Ben"});
+  auto m = make_message("lobby", "hi");
+  CHECK(store->append_message(m).ok);
+  CHECK_FALSE(store->set_alias("gw.1.a", "boom"));  // fails: only this call is undone
+  CHECK(store->error_count() == 1);
+  // Inside the batch the store reads its own writes; other connections see nothing yet.
+  CHECK(aliases(store->members("lobby")) == std::vector<std::string>{"Ann", "Ben"});
+  CHECK(raw_query(path, "SELECT COUNT(*) FROM members") == "0");
+  CHECK(raw_query(path, "SELECT COUNT(*) FROM messages") == "0");
+
+  CHECK(store->end_batch());
+  CHECK(raw_query(path, "SELECT COUNT(*) FROM members") == "2");
+  CHECK(raw_query(path, "SELECT group_concat(alias) FROM members") == "Ann,Ben");
+  CHECK(raw_query(path, "SELECT COUNT(*) FROM messages") == "1");
+
+  // After the batch every call commits on its own again.
+  store->add_member({"gw.1.c", "lobby", "Cy"});
+  CHECK(raw_query(path, "SELECT COUNT(*) FROM members") == "3");
+  // An empty batch commits nothing and succeeds.
+  store->begin_batch();
+  CHECK(store->end_batch());
+  CHECK(store->error_count() == 1);
+}
