@@ -9,6 +9,10 @@
 // - Store failures (the store logs the SQLite error itself): a failed join (the member is
 //   missing from the room afterwards) refuses the socket with 1011; a message that could not
 //   be stored or an alias that could not be set answers the sender with an Error.
+// - Batches: the store changes of one worker loop turn share one transaction, committed in
+//   on_batch_end before anything of the turn is sent. If that commit fails (I/O error), the
+//   turn's changes are lost: logged, counted in failed_batches(), and the userlists sent then
+//   are read after the failure, so they show what is really stored.
 // - Exceptions (only bad_alloc is realistic) are caught at each callback and logged.
 //
 // Failover (issue 3): a MESSAGE may be processed twice (the worker died after storing it but
