@@ -182,6 +182,9 @@ struct Server::Impl final : SocketDriver {
     }
     tick_due_ms = now + period;
     core.tick(now);
+    // Timers run before the loop's poll phase: send heartbeats and re-sends now, not after
+    // the next wake-up.
+    end_of_turn();
   }
 
   // --- pool ---
@@ -207,21 +210,27 @@ struct Server::Impl final : SocketDriver {
     uv_poll_start(&pool_poll, UV_READABLE, [](uv_poll_t* h, int, int) { static_cast<Impl*>(h->data)->service_pool(); });
     uv_check_init(&loop, &pool_check);
     pool_check.data = this;
-    uv_check_start(&pool_check, [](uv_check_t* h) { static_cast<Impl*>(h->data)->service_pool(); });
+    uv_check_start(&pool_check, [](uv_check_t* h) { static_cast<Impl*>(h->data)->end_of_turn(); });
     uv_idle_init(&loop, &pool_idle);
     pool_idle.data = this;
   }
 
-  // Reads what the pool has (bounded per turn), then sends what the core queued. ZMQ_FD is
-  // edge-triggered and sends can consume the edge, so this runs after every loop turn too.
+  // Reads what the pool has (bounded per turn), then sends what the core queued.
+  // ZMQ_FD is edge-triggered: it fires when the socket's command mailbox gets something, and
+  // any zmq call may empty that mailbox. A recv that ends in EAGAIN, or ZMQ_EVENTS without
+  // POLLIN, leaves it armed again ("settled"); a send may empty it unseen, so after sending we
+  // check ZMQ_EVENTS once before the loop may block. Each such check is two system calls
+  // (poll, getpid), so none is made when nothing was sent: that halves the pool's system calls
+  // per message.
   void service_pool() {
     if (!router) return;
     std::size_t handled = 0;
     bool more = false;
     for (int round = 0; round < 4; ++round) {
       more = drain_pool(handled);
-      flush_pool();
-      if (!more) break;
+      bool sent = flush_pool();
+      if (more) break;  // budget spent: the idle handle brings us back after the sockets' turn
+      if (!sent || !pool_readable()) break;  // settled: a later message fires ZMQ_FD
     }
     flush_writers();
     if (more && !idle_active) {
@@ -233,13 +242,23 @@ struct Server::Impl final : SocketDriver {
     }
   }
 
-  // Returns true if input is left after the per-turn budget.
+  // End of a loop turn: the sockets' callbacks may have queued pool messages and output.
+  void end_of_turn() {
+    if (!core.outbox_empty()) service_pool();
+    else flush_writers();
+  }
+
+  bool pool_readable() {
+    int events = 0;
+    std::size_t size = sizeof events;
+    return zmq_getsockopt(router, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
+  }
+
+  // Receives until EAGAIN (which leaves ZMQ_FD armed) or the per-turn budget is spent; returns
+  // true if input may be left.
   bool drain_pool(std::size_t& handled) {
     std::string routing_id;
     while (handled < config.pool_drain_batch) {
-      int events = 0;
-      std::size_t size = sizeof events;
-      if (zmq_getsockopt(router, ZMQ_EVENTS, &events, &size) != 0 || !(events & ZMQ_POLLIN)) return false;
       zmq_msg_t part;
       zmq_msg_init(&part);
       if (zmq_msg_recv(&part, router, ZMQ_DONTWAIT) < 0) {
@@ -262,8 +281,9 @@ struct Server::Impl final : SocketDriver {
     return true;
   }
 
-  void flush_pool() {
-    if (core.outbox_empty()) return;
+  // Sends what the core queued; returns true if anything was handed to ZeroMQ.
+  bool flush_pool() {
+    if (core.outbox_empty()) return false;
     std::vector<std::string> unreachable;
     for (auto& [routing_id, bodies] : core.outbox()) {
       if (bodies.empty()) continue;
@@ -289,6 +309,7 @@ struct Server::Impl final : SocketDriver {
     }
     core.outbox_flushed();
     for (const auto& id : unreachable) core.worker_unreachable(id, now_ms());
+    return true;
   }
 
   // --- lws ---
