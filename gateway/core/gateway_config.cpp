@@ -24,6 +24,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
       ("max-pool-message-bytes", po::value(&c.max_pool_message_bytes)->default_value(c.max_pool_message_bytes),
        "largest pool message accepted from a worker")
       ("pool-hwm", po::value(&c.pool_hwm)->default_value(c.pool_hwm), "ZeroMQ high-water mark per worker")
+      ("pool-drain-batch", po::value(&c.pool_drain_batch)->default_value(c.pool_drain_batch),
+       "pool messages handled per loop turn before the sockets get their turn")
       ("log-level", po::value(&c.log_level)->default_value(c.log_level), "debug, info, warn or error");
 
   auto raw = parse_layers("switchboard-gateway",
@@ -52,6 +54,7 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
   if (c.heartbeat_ms < 10) return fail("--heartbeat-ms must be at least 10");
   if (c.worker_dead_ms < 2 * c.heartbeat_ms) return fail("--worker-dead-ms must be at least twice --heartbeat-ms");
   if (c.pool_hwm <= 0) return fail("--pool-hwm must be positive");
+  if (c.pool_drain_batch == 0) return fail("--pool-drain-batch must be positive");
   log::Level level;
   if (!log::parse_level(c.log_level, level)) return fail("--log-level must be debug, info, warn or error");
   out.config = c;

@@ -90,11 +90,15 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
   CHECK(layered.config->gateway_id == "cli");            // CLI wins
   CHECK(layered.config->listen == "127.0.0.1:9001");     // environment over file
   CHECK(layered.config->max_message_bytes == 2048);      // file over default
+  auto drain = parse_gateway_options({"--pool-drain-batch", "64"}, {});
+  REQUIRE(drain.config);
+  CHECK(drain.config->pool_drain_batch == 64);
 
   for (auto bad : std::vector<std::vector<std::string>>{{"--listen", "nope"},
                                                         {"--gateway-id", "has.dot"},
                                                         {"--max-message-bytes", "10"},
                                                         {"--log-level", "loud"},
+                                                        {"--pool-drain-batch", "0"},
                                                         {"--heartbeat-ms", "1000", "--worker-dead-ms", "1500"},
                                                         {"--no-such-option"},
                                                         {"--config", "/nonexistent/file.ini"}}) {
