@@ -17,6 +17,7 @@ std::string_view describe(std::uint16_t code) {
     case service_restart: return "service restart";
     case try_again_later: return "try again later";
     case slow_consumer: return "slow consumer";
+    case ping_timeout: return "ping timeout";
     case unknown_app: return "unknown app";
     default: return "other";
   }

@@ -19,6 +19,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
        "per-socket send backlog before the socket is closed with 4008")
       ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets), "WebSockets held at once")
       ("heartbeat-ms", po::value(&c.heartbeat_ms)->default_value(c.heartbeat_ms), "pool heartbeat interval")
+      ("ping-interval-ms", po::value(&c.ping_interval_ms)->default_value(c.ping_interval_ms),
+       "ping sockets silent this long; close them (4009) if the ping stays unanswered as long; 0 = never")
       ("worker-dead-ms", po::value(&c.worker_dead_ms)->default_value(c.worker_dead_ms),
        "a worker silent this long is dead")
       ("max-pool-message-bytes", po::value(&c.max_pool_message_bytes)->default_value(c.max_pool_message_bytes),
@@ -52,6 +54,7 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
   if (c.max_queue_bytes < c.max_message_bytes) return fail("--max-queue-bytes must be at least --max-message-bytes");
   if (c.max_sockets == 0) return fail("--max-sockets must be positive");
   if (c.heartbeat_ms < 10) return fail("--heartbeat-ms must be at least 10");
+  if (c.ping_interval_ms != 0 && c.ping_interval_ms < 100) return fail("--ping-interval-ms must be 0 or at least 100");
   if (c.worker_dead_ms < 2 * c.heartbeat_ms) return fail("--worker-dead-ms must be at least twice --heartbeat-ms");
   if (c.pool_hwm <= 0) return fail("--pool-hwm must be positive");
   if (c.pool_drain_batch == 0) return fail("--pool-drain-batch must be positive");

@@ -18,6 +18,11 @@ struct GatewayConfig {
   std::size_t max_write_batch_bytes = 64 * 1024; // bytes coalesced into one lws_write
   std::size_t max_sockets = 19000;               // fd limit is 20 000 per process; keep room for the rest
   std::uint32_t heartbeat_ms = 1000;             // pool heartbeat interval (Paranoid Pirate)
+  // A socket silent this long gets a WebSocket ping (browsers answer by themselves); one that
+  // leaves the ping unanswered for another interval is closed with 4009, so half-open TCP
+  // connections do not pile up.
+  // 0 = never ping. Centrifugo pings every 25 s, the ws README example every 30 s.
+  std::uint32_t ping_interval_ms = 30000;
   std::uint32_t worker_dead_ms = 3000;           // 3 missed heartbeats = dead
   std::size_t max_pool_message_bytes = 16u << 20;  // ZMQ_MAXMSGSIZE: a rogue worker cannot make us allocate more
   int pool_hwm = 100000;                         // ZMQ high-water mark (messages) per peer, both ways

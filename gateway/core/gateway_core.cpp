@@ -13,6 +13,9 @@ GatewayCore::GatewayCore(GatewayConfig config, std::uint64_t epoch, SocketDriver
     : config_(std::move(config)), epoch_(epoch), driver_(driver) {
   limits_.max_bytes = config_.max_pool_message_bytes;
   limits_.max_string = config_.max_pool_message_bytes;
+  // FIN + opcode 9 (ping) with a 1-byte payload, unmasked as server frames are. Not empty: lws
+  // 4.1 reports a pong to us (LWS_CALLBACK_RECEIVE_PONG) only when it carries a payload.
+  ping_frame_ = std::make_shared<const std::string>(std::string("\x89\x01k", 3));
 }
 
 GatewayCore::AppState GatewayCore::app_state(const std::string& app) {
@@ -70,6 +73,7 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
   session->worker = worker->routing_id;
   session->transport = params.transport;
   session->last_activity_ms = now_ms;
+  session->last_heard_ms = now_ms;
   ++worker->sockets;
 
   proto::Open open;
@@ -87,12 +91,15 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
   ++counters_.sockets_opened;
   log::debug("open ", session->wsid, " app=", session->app, " worker=", session->worker);
   Session* raw = session.get();
+  raw->ping_slot = ping_ring_.size();
+  ping_ring_.push_back(raw);
   sessions_.emplace(std::string_view(raw->wsid), std::move(session));
   return raw;
 }
 
 void GatewayCore::client_message(Session& session, bool binary, std::string payload, std::int64_t now_ms) {
   session.last_activity_ms = now_ms;
+  heard(session, now_ms);
   std::uint64_t seq = session.next_seq++;
   send_event(session, proto::Message{session.wsid, seq, binary, std::move(payload)}, seq);
   ++counters_.messages_in;
@@ -116,6 +123,7 @@ void GatewayCore::session_closed(Session& session, std::uint16_t code, std::stri
   session.topics.clear();
   session.queue.clear();
   session.transport = nullptr;
+  leave_ping_ring(session);
   if (!session.worker.empty())
     if (auto* w = workers_.find(session.worker); w && w->sockets > 0) --w->sockets;
   std::uint64_t seq = session.next_seq++;
@@ -432,7 +440,54 @@ void GatewayCore::handle(const std::string& routing_id, proto::Envelope&& envelo
             ", which only a gateway sends: ignored");
 }
 
+void GatewayCore::leave_ping_ring(Session& session) {
+  std::size_t slot = session.ping_slot;
+  if (slot >= ping_ring_.size() || ping_ring_[slot] != &session) return;
+  // Swap-remove: the last session takes this slot. If it was not visited yet in this pass it
+  // now sits before the cursor and waits one more pass at most (still within two intervals).
+  ping_ring_[slot] = ping_ring_.back();
+  ping_ring_[slot]->ping_slot = slot;
+  ping_ring_.pop_back();
+  if (ping_cursor_ > ping_ring_.size()) ping_cursor_ = 0;
+}
+
+void GatewayCore::ping_some(std::int64_t now_ms) {
+  if (config_.ping_interval_ms == 0) return;
+  const auto interval = static_cast<std::int64_t>(config_.ping_interval_ms);
+  std::int64_t elapsed = last_ping_tick_ms_ == 0 ? 0 : now_ms - last_ping_tick_ms_;
+  last_ping_tick_ms_ = now_ms;
+  if (ping_ring_.empty()) return;
+  // One pass over the ring per interval: this tick's share, carried over when fractional.
+  ping_credit_ += static_cast<double>(ping_ring_.size()) * static_cast<double>(std::max<std::int64_t>(elapsed, 0)) /
+                  static_cast<double>(interval);
+  auto visits = std::min(ping_ring_.size(), static_cast<std::size_t>(ping_credit_));
+  ping_credit_ -= static_cast<double>(visits);
+  if (ping_credit_ > static_cast<double>(ping_ring_.size())) ping_credit_ = 0;  // after a long stall
+  for (std::size_t i = 0; i < visits && !ping_ring_.empty(); ++i) {
+    if (ping_cursor_ >= ping_ring_.size()) ping_cursor_ = 0;
+    Session& session = *ping_ring_[ping_cursor_++];
+    if (session.closing || session.close_now || !session.transport) continue;
+    std::int64_t silent = now_ms - session.last_heard_ms;
+    if (session.ping_sent_ms != 0 && now_ms - session.ping_sent_ms >= interval) {
+      // A ping at least one interval old got no answer (nor anything else): a half-open
+      // connection or a frozen client.
+      ++counters_.ping_timeouts;
+      log::info("ping timeout ", session.wsid, ": silent for ", silent, " ms, closing with 4009");
+      session.close_now = true;
+      session.close_code = close_code::ping_timeout;
+      session.close_reason = "ping timeout";
+      session.queue.clear();
+      driver_.wake_writer(session);
+    } else if (session.ping_sent_ms == 0 && silent >= interval) {
+      ++counters_.pings_sent;
+      session.ping_sent_ms = now_ms;
+      enqueue(session, ping_frame_);
+    }
+  }
+}
+
 void GatewayCore::tick(std::int64_t now_ms) {
+  ping_some(now_ms);
   for (const auto& dead : workers_.expire(now_ms, config_.worker_dead_ms)) {
     ++counters_.workers_lost;
     counters_.failover_detect_ms_last = static_cast<std::uint64_t>(now_ms - dead.last_heard_ms);

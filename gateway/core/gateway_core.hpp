@@ -49,6 +49,9 @@ struct Session {
   std::uint16_t close_code = 0;
   std::string close_reason;
   std::int64_t last_activity_ms = 0;  // for idle events
+  std::int64_t last_heard_ms = 0;     // any frame from the client, pongs included (keep-alive)
+  std::size_t ping_slot = 0;          // index in the core's ping ring
+  std::int64_t ping_sent_ms = 0;      // unanswered keep-alive ping sent then; 0 = none
   // Owned by the shell (I/O state, never read by the core):
   void* transport = nullptr;      // struct lws*; nullptr once the socket is gone
   bool writer_woken = false;      // a WRITEABLE callback is already requested
@@ -103,6 +106,8 @@ struct Counters {
   std::uint64_t stale_suppressed = 0;       // PUBLISH older than one already delivered (order_key)
   std::uint64_t orphan_closes_dropped = 0;  // closed sockets dropped before any worker took them
   std::uint64_t idle_events = 0;
+  std::uint64_t pings_sent = 0;             // keep-alive pings to silent sockets
+  std::uint64_t ping_timeouts = 0;          // sockets closed 4009: silent through two pings
 };
 
 class GatewayCore {
@@ -125,6 +130,11 @@ class GatewayCore {
   // A new WebSocket for an app. nullptr when no live worker serves the app (counted).
   Session* open_session(OpenParams params, std::int64_t now_ms);
   void client_message(Session& session, bool binary, std::string payload, std::int64_t now_ms);
+  // The client sent something (any frame, a pong too): it is alive.
+  void heard(Session& session, std::int64_t now_ms) {
+    session.last_heard_ms = now_ms;
+    session.ping_sent_ms = 0;
+  }
   // The socket is gone (either side closed it). The session leaves the open set at once; its
   // CLOSE stays until a worker acknowledges it.
   void session_closed(Session& session, std::uint16_t code, std::string_view reason);
@@ -136,7 +146,8 @@ class GatewayCore {
 
   // --- pool side ---
   void pool_message(const std::string& routing_id, std::string_view body, std::int64_t now_ms);
-  // Heartbeats, worker expiry, idle events. Call every heartbeat interval or more often.
+  // Heartbeats, worker expiry, idle events, keep-alive pings. Call every heartbeat interval or
+  // more often (pings are spread over the ticks of one ping interval).
   void tick(std::int64_t now_ms);
   // Bodies to send per worker routing id, in order; the shell sends and clears it each loop turn.
   std::unordered_map<std::string, std::vector<std::string>>& outbox() { return outbox_; }
@@ -171,6 +182,8 @@ class GatewayCore {
   void take_over_waiting();
   void close_soon(Session& session, std::uint16_t code, std::string reason);
   void welcome_stranger(const std::string& routing_id, std::int64_t now_ms);
+  void ping_some(std::int64_t now_ms);
+  void leave_ping_ring(Session& session);
   Session* find_any(const std::string& wsid);  // open or closed-pending
 
   GatewayConfig config_;
@@ -197,6 +210,13 @@ class GatewayCore {
   std::unordered_map<std::string, std::int64_t> strangers_welcomed_;  // routing id -> when
   proto::DecodeLimits limits_;
   Counters counters_;
+  // Keep-alive: every open session once, visited a slice per tick so that one pass takes one
+  // ping interval (19 000 sockets: ~160 per 250 ms tick, never a burst of 19 000 writes).
+  std::vector<Session*> ping_ring_;
+  std::size_t ping_cursor_ = 0;
+  std::int64_t last_ping_tick_ms_ = 0;
+  double ping_credit_ = 0;  // sessions owed to the pass by ticks so far (fractional)
+  Frame ping_frame_;
 };
 
 }  // namespace sb::gateway

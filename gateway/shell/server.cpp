@@ -334,6 +334,9 @@ struct Server::Impl final : SocketDriver {
       case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: return on_filter(wsi);
       case LWS_CALLBACK_ESTABLISHED: return on_established(wsi, pc);
       case LWS_CALLBACK_RECEIVE: return on_receive(wsi, pc, static_cast<const char*>(in), len);
+      case LWS_CALLBACK_RECEIVE_PONG:
+        if (pc && pc->session) core.heard(*pc->session, now_ms());
+        return 0;
       case LWS_CALLBACK_SERVER_WRITEABLE: return on_ws_writeable(wsi, pc);
       case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (pc) {
@@ -387,6 +390,8 @@ struct Server::Impl final : SocketDriver {
         {"stale_suppressed", c.stale_suppressed},
         {"orphan_closes_dropped", c.orphan_closes_dropped},
         {"idle_events", c.idle_events},
+        {"pings_sent", c.pings_sent},
+        {"ping_timeouts", c.ping_timeouts},
         {"loop_drift_last_ms", loop_drift_last_ms},
         {"loop_drift_max_ms", loop_drift_max_ms},
         {"heap_in_use_bytes", static_cast<std::uint64_t>(mallinfo2().uordblks)},
@@ -528,6 +533,7 @@ struct Server::Impl final : SocketDriver {
     Session* s = pc ? pc->session : nullptr;
     if (!s) return -1;
     if (pc->closing_by_us) return 0;  // we sent a close frame: later client data is moot
+    core.heard(*s, now_ms());
     // Refuse as soon as the frame header announces too much: nothing is buffered first.
     std::size_t remaining = lws_remaining_packet_payload(wsi);
     if (s->rx.size() + len + remaining > config.max_message_bytes) {

@@ -142,12 +142,12 @@ class Child {
 // Starts gateway + `workers` backend processes (each `--workers 1`, its own --worker-id,
 // one shared SQLite file) and resolves once /healthz reports all of them.
 export async function startStack(options = {}) {
-  const { maxMessageBytes = 1024, workers = 2, logLevel = 'info', attempts = 3 } = options;
+  const { maxMessageBytes = 1024, workers = 2, logLevel = 'info', attempts = 3, gatewayArgs = [] } = options;
   const bins = binaries();
   let last_error = null;
   // A free port can be taken between our probe and the gateway's bind: retry on new ports.
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    const stack = new Stack(bins, { maxMessageBytes, workers, logLevel });
+    const stack = new Stack(bins, { maxMessageBytes, workers, logLevel, gatewayArgs });
     try {
       await stack.start();
       return stack;
@@ -182,6 +182,7 @@ class Stack {
     this.children.push(new Child('gateway', this.bins.gateway, [
       '--listen', `127.0.0.1:${http_port}`, '--pool', this.pool, '--gateway-id', 'e2e',
       '--max-message-bytes', String(this.opts.maxMessageBytes), '--log-level', level,
+      ...this.opts.gatewayArgs,
     ], this.dir));
     for (let i = 1; i <= this.opts.workers; i++) {
       this.children.push(new Child(`backend-${i}`, this.bins.backend, [

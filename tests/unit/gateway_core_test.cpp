@@ -2,6 +2,8 @@
 // outbox shows exactly what would go to each worker.
 #include <doctest/doctest.h>
 
+#include <set>
+
 #include "common/close_codes.hpp"
 #include "common/wsid.hpp"
 #include "gateway/core/gateway_core.hpp"
@@ -612,4 +614,123 @@ TEST_CASE("an older snapshot under the same order key is dropped once a newer on
   f.from("w1", proto::Publish{"room", false, "other", "", "", "userlist:other", 1});
   CHECK(f.drain(*s) == make_frame("v6", false) + make_frame("v6 again", false) + make_frame("other", false));
   CHECK(f.core.counters().stale_suppressed == 1);
+}
+
+namespace {
+// Runs ticks every 250 ms up to `until`, answering like a browser (b answers pings, c chats);
+// `a` never answers. Returns per-session counts of pings seen.
+struct KeepAlive {
+  FakeDriver driver;
+  GatewayCore core;
+  int token = 0;
+  explicit KeepAlive(std::uint32_t interval_ms)
+      : core(
+            [&] {
+              GatewayConfig c = test_config();
+              c.ping_interval_ms = interval_ms;
+              c.worker_dead_ms = 1'000'000'000;  // the worker stays alive without heartbeats
+              return c;
+            }(),
+            7, driver) {
+    core.pool_message("w1", proto::encode(proto::Hello{proto::protocol_version, "w1", {{"chat", proto::AppMode::shared, 0}}}), 0);
+  }
+  Session* open() {
+    OpenParams p;
+    p.app = "chat";
+    p.transport = &token;
+    return core.open_session(std::move(p), 0);
+  }
+  static int pings_in(const std::string& bytes) {
+    int n = 0;
+    // The gateway's ping: FIN + opcode 9, a 1-byte payload "k".
+    for (auto at = bytes.find("\x89\x01k", 0, 3); at != std::string::npos; at = bytes.find("\x89\x01k", at + 3, 3)) ++n;
+    return n;
+  }
+};
+}  // namespace
+
+TEST_CASE("keep-alive: silent sockets get a ping; one silent through two pings is closed with 4009") {
+  KeepAlive k(1000);
+  Session* a = k.open();  // never answers (a half-open connection)
+  Session* b = k.open();  // answers every ping (a browser)
+  Session* c = k.open();  // chats every 500 ms: never needs a ping
+  REQUIRE((a && b && c));
+  int pings_a = 0, pings_b = 0, pings_c = 0;
+  std::int64_t a_closed_at = -1;
+  for (std::int64_t now = 250; now <= 6000; now += 250) {
+    if (now % 500 == 0) k.core.client_message(*c, false, "hi", now);
+    k.core.tick(now);
+    for (Session* s : {a, b, c}) {
+      if (!s->transport) continue;
+      std::string out;
+      GatewayCore::Output what;
+      while ((what = k.core.next_output(*s, out)) == GatewayCore::Output::data) {}
+      int pings = KeepAlive::pings_in(out);
+      if (s == a) pings_a += pings;
+      if (s == b) pings_b += pings;
+      if (s == c) pings_c += pings;
+      if (s == b && pings) k.core.heard(*b, now);  // the pong
+      if (what == GatewayCore::Output::close) {
+        CHECK(s == a);
+        CHECK(s->close_code == close_code::ping_timeout);
+        a_closed_at = now;
+        k.core.session_closed(*s, s->close_code, "ping timeout");  // the shell closes the socket
+      }
+    }
+  }
+  CHECK(pings_a >= 1);
+  CHECK(a_closed_at >= 2000);  // never before two silent intervals
+  CHECK(a_closed_at <= 3250);  // and within three (one pass per interval, plus a tick)
+  CHECK(pings_b >= 4);         // pinged about once per interval while otherwise silent
+  CHECK(pings_b <= 6);
+  CHECK(b->transport);         // answered: kept
+  CHECK(pings_c == 0);         // never silent for an interval
+  CHECK(c->transport);
+  CHECK(k.core.counters().ping_timeouts == 1);
+  CHECK(k.core.counters().pings_sent == static_cast<std::uint64_t>(pings_a + pings_b));
+  CHECK(k.core.session_count() == 2);
+}
+
+TEST_CASE("keep-alive: interval 0 never pings nor closes; closing sockets leave the ring cleanly") {
+  KeepAlive off(0);
+  Session* quiet = off.open();
+  REQUIRE(quiet);
+  for (std::int64_t now = 250; now <= 100'000; now += 250) off.core.tick(now);
+  std::string out;
+  off.core.next_output(*quiet, out);
+  CHECK(KeepAlive::pings_in(out) == 0);
+  CHECK_FALSE(quiet->close_now);
+  CHECK(off.core.counters().pings_sent == 0);
+
+  // Many sockets, closed in a scattered order while passes run: every survivor is still pinged.
+  KeepAlive k(1000);
+  std::vector<Session*> all;
+  for (int i = 0; i < 50; ++i) all.push_back(k.open());
+  std::vector<Session*> kept;
+  for (std::int64_t now = 250; now <= 1500; now += 250) k.core.tick(now);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (i % 3 == 0) k.core.session_closed(*all[i], 1000, "");
+    else kept.push_back(all[i]);
+  }
+  for (Session* s : kept) {  // the pings so far; answered
+    std::string bytes;
+    while (k.core.next_output(*s, bytes) == GatewayCore::Output::data) {}
+    k.core.heard(*s, 1500);
+  }
+  // Two more passes, answering every ping: each survivor is pinged again and none is closed.
+  std::set<Session*> pinged;
+  for (std::int64_t now = 1750; now <= 4500; now += 250) {
+    k.core.tick(now);
+    for (Session* s : kept) {
+      std::string bytes;
+      while (k.core.next_output(*s, bytes) == GatewayCore::Output::data) {}
+      if (KeepAlive::pings_in(bytes) == 0) continue;
+      pinged.insert(s);
+      k.core.heard(*s, now);
+    }
+  }
+  CHECK(pinged.size() == kept.size());
+  for (Session* s : kept) CHECK_FALSE(s->close_now);
+  CHECK(k.core.counters().ping_timeouts == 0);
+  CHECK(k.core.session_count() == kept.size());
 }
