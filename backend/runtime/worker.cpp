@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 
+#include <poll.h>
 #include <unistd.h>
 
 #include "common/log.hpp"
@@ -102,12 +103,21 @@ bool Worker::open(std::string& error) {
       error = "cannot connect to gateway " + endpoint + ": " + zmq_strerror(zmq_errno());
       return false;
     }
+    int fd = -1;
+    std::size_t fd_size = sizeof fd;
+    if (zmq_getsockopt(socket, ZMQ_FD, &fd, &fd_size) != 0) {
+      error = std::string("zmq_getsockopt(ZMQ_FD): ") + zmq_strerror(zmq_errno());
+      return false;
+    }
+    socket_fds_.push_back(fd);
+    pending_.push_back(1);  // nothing is known yet: look before the first wait
+    settled_.push_back(0);
     log::info("connecting to gateway at ", endpoint, " as ", worker_id_);
   }
   return true;
 }
 
-void Worker::receive_from(std::size_t gateway, SteadyTime now) {
+bool Worker::receive_from(std::size_t gateway, SteadyTime now) {
   void* socket = sockets_[gateway];
   for (std::int64_t n = 0; n < config_.max_receive_batch; ++n) {
     zmq_msg_t frame;
@@ -119,7 +129,8 @@ void Worker::receive_from(std::size_t gateway, SteadyTime now) {
         ++counters_.receive_errors;
         log::warn("receive from ", config_.gateways[gateway], " failed: ", zmq_strerror(err));
       }
-      return;
+      settled_[gateway] = 1;  // EAGAIN: ZMQ_FD fires for the next message
+      return err == EINTR;
     }
     ++counters_.messages_received;
     // A message's frames arrive together; each frame is one body.
@@ -137,6 +148,7 @@ void Worker::receive_from(std::size_t gateway, SteadyTime now) {
       }
     }
   }
+  return true;  // the batch limit: more may be waiting
 }
 
 void Worker::send_batch(std::size_t gateway, std::vector<std::string>& bodies) {
@@ -145,6 +157,7 @@ void Worker::send_batch(std::size_t gateway, std::vector<std::string>& bodies) {
     std::size_t last = std::min(bodies.size(), first + max_frames_per_message);
     for (std::size_t i = first; i < last; ++i) {
       int flags = ZMQ_DONTWAIT | (i + 1 < last ? ZMQ_SNDMORE : 0);
+      settled_[gateway] = 0;  // a send may process the command that announces new input
       if (zmq_send(socket, bodies[i].data(), bodies[i].size(), flags) >= 0) continue;
       int err = zmq_errno();
       auto dropped = last - i;
@@ -184,18 +197,34 @@ bool Worker::step(int stop_fd, int max_wait_ms) {
   wait = std::min<long long>(wait, config_.heartbeat_ms);
   if (max_wait_ms >= 0) wait = std::min<long long>(wait, max_wait_ms);
 
-  std::vector<zmq_pollitem_t> items(sockets_.size() + 1);
-  for (std::size_t i = 0; i < sockets_.size(); ++i) items[i] = {sockets_[i], 0, ZMQ_POLLIN, 0};
-  items.back() = {nullptr, stop_fd, ZMQ_POLLIN, 0};
-  int count = static_cast<int>(items.size()) - (stop_fd >= 0 ? 0 : 1);
-  int rc = zmq_poll(items.data(), count, wait);
-  if (rc < 0 && zmq_errno() != EINTR) log::error("zmq_poll: ", zmq_strerror(zmq_errno()));
-  if (stop_fd >= 0 && rc > 0 && (items.back().revents & ZMQ_POLLIN)) return false;
+  // Before blocking, every socket must be settled; ZMQ_EVENTS settles one a send unsettled.
+  bool input_waiting = false;
+  for (std::size_t i = 0; i < sockets_.size(); ++i) {
+    if (!settled_[i] && !pending_[i]) {
+      int events = 0;
+      std::size_t size = sizeof events;
+      if (zmq_getsockopt(sockets_[i], ZMQ_EVENTS, &events, &size) == 0) {
+        settled_[i] = !(events & ZMQ_POLLIN);
+        pending_[i] = (events & ZMQ_POLLIN) != 0;
+      } else {
+        pending_[i] = 1;
+      }
+    }
+    input_waiting |= pending_[i] != 0;
+  }
+  std::vector<pollfd> fds;
+  fds.reserve(sockets_.size() + 1);
+  for (int fd : socket_fds_) fds.push_back({fd, POLLIN, 0});
+  if (stop_fd >= 0) fds.push_back({stop_fd, POLLIN, 0});
+  int rc = ::poll(fds.data(), fds.size(), input_waiting ? 0 : static_cast<int>(wait));
+  if (rc < 0 && errno != EINTR) log::error("poll: ", std::strerror(errno));
+  if (stop_fd >= 0 && rc > 0 && (fds.back().revents & POLLIN)) return false;
 
   now = std::chrono::steady_clock::now();
-  if (rc > 0)
-    for (std::size_t i = 0; i < sockets_.size(); ++i)
-      if (items[i].revents & ZMQ_POLLIN) receive_from(i, now);
+  for (std::size_t i = 0; i < sockets_.size(); ++i) {
+    if (!pending_[i] && !(rc > 0 && (fds[i].revents & POLLIN))) continue;
+    pending_[i] = receive_from(i, now);
+  }
   dispatcher_.tick(now);
   dispatcher_.flush(now, [this](std::size_t g, std::vector<std::string>& bodies) { send_batch(g, bodies); });
   return true;

@@ -243,8 +243,11 @@ struct Server::Impl final : SocketDriver {
   }
 
   // End of a loop turn: the sockets' callbacks may have queued pool messages and output.
+  // ZMQ_FD was settled when the loop blocked (had it fired, its callback ran this turn), so
+  // there is nothing to receive before sending: send, then check once whether the send took
+  // the edge of a new message.
   void end_of_turn() {
-    if (!core.outbox_empty()) service_pool();
+    if (router && flush_pool() && !idle_active && pool_readable()) service_pool();
     else flush_writers();
   }
 
