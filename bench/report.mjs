@@ -18,7 +18,11 @@ for (const f of fs.readdirSync(dir)) {
   if (!f.endsWith('.json') || f === 'meta.json' || f === 'results.json') continue;
   try {
     const r = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
-    if (r && r.scenarios) targets[r.target] = r;
+    // A target may have several files (run.sh runs S3 on a fresh server): merge the scenarios.
+    if (r && r.scenarios) {
+      if (targets[r.target]) Object.assign(targets[r.target].scenarios, r.scenarios);
+      else targets[r.target] = r;
+    }
   } catch (e) {
     console.error(`report: skipping ${f}: ${e.message}`);
   }

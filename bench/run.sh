@@ -144,7 +144,16 @@ wait_port() {
 }
 
 run_target() {
-  local target=$1 pids gw_pids url
+  local target=$1
+  rm -f "$out/$target.txt"
+  bench_target "$target" s1,s2,s4,s6,s5 "" || return 1
+  # S3 judges memory per idle socket by RSS growth, so it gets a fresh server: memory that
+  # earlier scenarios freed (S5 closes thousands of sockets) would be reused and flatter it.
+  bench_target "$target" s3 -s3
+}
+
+bench_target() {  # target, scenario list, suffix of the JSON file
+  local target=$1 scenarios=$2 suffix=$3 pids gw_pids url
   case $target in
     switchboard-1w|switchboard-2w)
       local workers=${target#switchboard-}; workers=${workers%w}
@@ -185,11 +194,11 @@ run_target() {
   local own=()
   # It also takes tens of seconds to settle after thousands of sockets close.
   [ "$target" = pushpin ] && own=(--max-pending 64 --s5-concurrency 64 --quiesce-max 60)
-  log "$target: $url (server pids $pids)"
-  "$bench_bin" --url "$url" --label "$target" --server-pids "$pids" --gateway-pid "$gw_pids" \
-    "${sizes[@]}" "${own[@]}" "${extra[@]}" --json-out "$out/$target.json" -v 2>"$work/$target-bench.log" | tee "$out/$target.txt" \
-    || log "$target: bench exited non-zero (see $out/$target.txt)"
-  cp "$work/$target-bench.log" "$out/$target-bench.log" 2>/dev/null || true
+  log "$target ($scenarios): $url (server pids $pids)"
+  "$bench_bin" --url "$url" --label "$target" --server-pids "$pids" --gateway-pid "$gw_pids" --scenario "$scenarios" \
+    "${sizes[@]}" "${own[@]}" "${extra[@]}" --json-out "$out/$target$suffix.json" -v 2>"$work/$target$suffix-bench.log" \
+    | tee -a "$out/$target.txt" || log "$target: bench exited non-zero (see $out/$target.txt)"
+  cp "$work/$target$suffix-bench.log" "$out/$target$suffix-bench.log" 2>/dev/null || true
   stop_groups
 }
 
