@@ -18,6 +18,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
       ("max-queue-bytes", po::value(&c.max_queue_bytes)->default_value(c.max_queue_bytes),
        "per-socket send backlog before the socket is closed with 4008")
       ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets), "WebSockets held at once")
+      ("max-pending-handshakes", po::value(&c.max_pending_handshakes)->default_value(c.max_pending_handshakes),
+       "HTTP requests parsed at once (~5 KiB each); more wait for a slot; 0 = no bound")
       ("heartbeat-ms", po::value(&c.heartbeat_ms)->default_value(c.heartbeat_ms), "pool heartbeat interval")
       ("ping-interval-ms", po::value(&c.ping_interval_ms)->default_value(c.ping_interval_ms),
        "ping sockets silent this long; close them (4009) if the ping stays unanswered as long; 0 = never")
@@ -53,6 +55,7 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
     return fail("--max-message-bytes must be between 125 and 67108864");
   if (c.max_queue_bytes < c.max_message_bytes) return fail("--max-queue-bytes must be at least --max-message-bytes");
   if (c.max_sockets == 0) return fail("--max-sockets must be positive");
+  if (c.max_pending_handshakes > 65535) return fail("--max-pending-handshakes must be at most 65535");
   if (c.heartbeat_ms < 10) return fail("--heartbeat-ms must be at least 10");
   if (c.ping_interval_ms != 0 && c.ping_interval_ms < 100) return fail("--ping-interval-ms must be 0 or at least 100");
   if (c.worker_dead_ms < 2 * c.heartbeat_ms) return fail("--worker-dead-ms must be at least twice --heartbeat-ms");

@@ -17,6 +17,9 @@ struct GatewayConfig {
   std::size_t max_queue_bytes = 1024 * 1024;     // per-socket send backlog before close 4008 (Centrifugo: 1 MB)
   std::size_t max_write_batch_bytes = 64 * 1024; // bytes coalesced into one lws_write
   std::size_t max_sockets = 19000;               // fd limit is 20 000 per process; keep room for the rest
+  // HTTP requests (upgrades) parsed at once, ~5 KiB each; more wait for a slot (lws' header
+  // pool). Bounds a connect storm's memory; 0 = no bound (lws' default).
+  std::size_t max_pending_handshakes = 256;
   std::uint32_t heartbeat_ms = 1000;             // pool heartbeat interval (Paranoid Pirate)
   // A socket silent this long gets a WebSocket ping (browsers answer by themselves); one that
   // leaves the ping unanswered for another interval is closed with 4009, so half-open TCP

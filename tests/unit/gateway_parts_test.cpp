@@ -93,12 +93,14 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
   auto drain = parse_gateway_options({"--pool-drain-batch", "64"}, {});
   REQUIRE(drain.config);
   CHECK(drain.config->pool_drain_batch == 64);
+  CHECK(drain.config->max_pending_handshakes == 256);  // the default
 
   for (auto bad : std::vector<std::vector<std::string>>{{"--listen", "nope"},
                                                         {"--gateway-id", "has.dot"},
                                                         {"--max-message-bytes", "10"},
                                                         {"--log-level", "loud"},
                                                         {"--pool-drain-batch", "0"},
+                                                        {"--max-pending-handshakes", "70000"},
                                                         {"--heartbeat-ms", "1000", "--worker-dead-ms", "1500"},
                                                         {"--no-such-option"},
                                                         {"--config", "/nonexistent/file.ini"}}) {
