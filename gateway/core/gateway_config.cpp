@@ -13,6 +13,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
       ("listen", po::value(&c.listen)->default_value(c.listen), "HTTP/WebSocket address host:port")
       ("pool", po::value(&c.pool)->default_value(c.pool), "ZeroMQ endpoint to bind for workers")
       ("gateway-id", po::value(&c.gateway_id), "id put in every WSID ([A-Za-z0-9_-], 1-32); default gw-<port>")
+      ("reuse-port", po::value(&c.reuse_port)->default_value(c.reuse_port)->implicit_value(true),
+       "share --listen with other gateway processes (SO_REUSEPORT); each needs its own --gateway-id and --pool")
       ("max-message-bytes", po::value(&c.max_message_bytes)->default_value(c.max_message_bytes),
        "largest client message; larger ones are closed with 1009")
       ("max-queue-bytes", po::value(&c.max_queue_bytes)->default_value(c.max_queue_bytes),
@@ -49,6 +51,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
   auto listen = parse_host_port(c.listen);
   if (!listen) return fail("--listen must be host:port, got '" + c.listen + "'");
   if (c.pool.empty()) return fail("--pool must not be empty");
+  if (c.reuse_port && c.gateway_id.empty())
+    return fail("--reuse-port needs --gateway-id: gateways sharing a port must not share an id");
   if (c.gateway_id.empty()) c.gateway_id = "gw-" + std::to_string(listen->port);
   if (!valid_gateway_id(c.gateway_id)) return fail("--gateway-id must be 1-32 of [A-Za-z0-9_-], got '" + c.gateway_id + "'");
   if (c.max_message_bytes < 125 || c.max_message_bytes > (64u << 20))

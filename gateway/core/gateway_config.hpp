@@ -13,6 +13,9 @@ struct GatewayConfig {
   std::string listen = "127.0.0.1:8080";         // loopback by default: exposing it is a deliberate choice
   std::string pool = "tcp://127.0.0.1:5555";     // ZeroMQ ROUTER the workers connect to
   std::string gateway_id;                        // names this gateway in every WSID; default "gw-<port>"
+  // Several gateway processes on one port (SO_REUSEPORT; the kernel spreads new connections):
+  // past one process's ~19 000 sockets or one core. Each needs its own --gateway-id and --pool.
+  bool reuse_port = false;
   std::size_t max_message_bytes = 64 * 1024;     // larger client messages: close 1009 (peers use 16-128 KiB)
   std::size_t max_queue_bytes = 1024 * 1024;     // per-socket send backlog before close 4008 (Centrifugo: 1 MB)
   std::size_t max_write_batch_bytes = 64 * 1024; // bytes coalesced into one lws_write

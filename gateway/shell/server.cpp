@@ -4,6 +4,13 @@
 #include <uv.h>
 #include <zmq.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <malloc.h>
 #include <cstdlib>
@@ -101,6 +108,12 @@ struct Server::Impl final : SocketDriver {
   uv_idle_t pool_idle{};      // runs only while pool input is left over, so the loop does not block
   uv_timer_t tick_timer{};
   uv_timer_t shutdown_timer{};
+  // --reuse-port only: our own listening socket (lws 4.1 here does not set SO_REUSEPORT), its
+  // accepted connections handed to lws. Loop thread only.
+  int listen_fd = -1;
+  uv_poll_t listen_poll{};
+  struct lws_vhost* vhost = nullptr;
+  std::uint64_t adopt_failures = 0;
   uv_signal_t sigint{}, sigterm{};
   bool idle_active = false;
   bool shutting_down = false;
@@ -606,7 +619,9 @@ struct Server::Impl final : SocketDriver {
     void* foreign_loops[1] = {&loop};
     info.foreign_loops = foreign_loops;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.port = listen->port;
+    if (config.reuse_port) info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;  // SO_REUSEPORT
+    // With --reuse-port the vhost does not listen; open_shared_listener() accepts for it.
+    info.port = config.reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER : listen->port;
     info.iface = listen->host.c_str();
     info.protocols = protocols;
     info.user = this;
@@ -625,6 +640,56 @@ struct Server::Impl final : SocketDriver {
     info.max_http_header_pool = static_cast<unsigned short>(config.max_pending_handshakes);
     context = lws_create_context(&info);
     if (!context) throw std::runtime_error("cannot listen on " + config.listen);
+    // lws 4.1 returns a context even when its vhost could not bind (it only logs): check.
+    vhost = lws_get_vhost_by_name(context, "default");
+    if (!vhost) throw std::runtime_error("cannot listen on " + config.listen + " (address in use?)");
+    if (config.reuse_port) open_shared_listener(*listen);
+  }
+
+  void open_shared_listener(const HostPort& where) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(where.port));
+    if (inet_pton(AF_INET, where.host.c_str(), &address.sin_addr) != 1)
+      throw std::runtime_error("--reuse-port needs an IPv4 address in --listen, got " + where.host);
+    listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (listen_fd < 0 || ::setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        ::setsockopt(listen_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        ::bind(listen_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(listen_fd, SOMAXCONN) != 0)
+      throw std::runtime_error("cannot listen on " + config.listen + " with SO_REUSEPORT: " + std::strerror(errno));
+    uv_poll_init(&loop, &listen_poll, listen_fd);
+    listen_poll.data = this;
+    uv_poll_start(&listen_poll, UV_READABLE, [](uv_poll_t* h, int, int) { static_cast<Impl*>(h->data)->accept_some(); });
+  }
+
+  // Hands new connections to lws as it would its own: HTTP first, the upgrade as usual.
+  void accept_some() {
+    for (int i = 0; i < 64; ++i) {  // bounded: the sockets get their turn too
+      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+          log::warn("accept on ", config.listen, ": ", std::strerror(errno));
+        return;
+      }
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      if (!lws_adopt_socket_vhost(vhost, fd)) {
+        // lws closes the descriptor itself when adoption fails part-way; only count it.
+        if (worth_counting(++adopt_failures)) log::warn("lws refused an accepted connection (", adopt_failures, " so far)");
+      }
+    }
+  }
+
+  static bool worth_counting(std::uint64_t n) { return (n & (n - 1)) == 0; }
+
+  void close_shared_listener() {
+    if (listen_fd < 0) return;
+    uv_poll_stop(&listen_poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&listen_poll), nullptr);
+    ::close(listen_fd);
+    listen_fd = -1;
   }
 
   void start_timers() {
@@ -648,6 +713,7 @@ struct Server::Impl final : SocketDriver {
   void begin_shutdown(int signum) {
     if (shutting_down) return;
     shutting_down = true;
+    close_shared_listener();  // no new connections while closing
     log::info("signal ", signum, ": closing ", core.session_count(), " sockets with 1001 and stopping");
     core.close_all(close_code::going_away, "gateway shutting down");
     uv_timer_start(&shutdown_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->poll_shutdown(); }, 20, 20);
@@ -669,6 +735,7 @@ struct Server::Impl final : SocketDriver {
       if (s->flush_listed) std::erase(to_flush, s);
       core.session_closed(*s, close_code::going_away, "gateway shutting down");
     }
+    close_shared_listener();
     if (context) {
       auto* c = context;
       context = nullptr;

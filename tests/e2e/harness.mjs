@@ -142,12 +142,14 @@ class Child {
 // Starts gateway + `workers` backend processes (each `--workers 1`, its own --worker-id,
 // one shared SQLite file) and resolves once /healthz reports all of them.
 export async function startStack(options = {}) {
-  const { maxMessageBytes = 1024, workers = 2, logLevel = 'info', attempts = 3, gatewayArgs = [] } = options;
+  // gateways > 1: that many gateway processes share the port (--reuse-port), each with its own
+  // pool; every worker connects to all of them.
+  const { maxMessageBytes = 1024, workers = 2, gateways = 1, logLevel = 'info', attempts = 3, gatewayArgs = [] } = options;
   const bins = binaries();
   let last_error = null;
   // A free port can be taken between our probe and the gateway's bind: retry on new ports.
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    const stack = new Stack(bins, { maxMessageBytes, workers, logLevel, gatewayArgs });
+    const stack = new Stack(bins, { maxMessageBytes, workers, gateways, logLevel, gatewayArgs });
     try {
       await stack.start();
       return stack;
@@ -171,31 +173,38 @@ class Stack {
   }
 
   async start() {
-    const [http_port, pool_port] = await freePorts(2);
+    const [http_port, ...pool_ports] = await freePorts(1 + this.opts.gateways);
     this.http_port = http_port;
-    this.pool = `tcp://127.0.0.1:${pool_port}`;
+    this.pools = pool_ports.map((p) => `tcp://127.0.0.1:${p}`);
+    this.pool = this.pools[0];
     this.httpUrl = `http://127.0.0.1:${http_port}`;
     this.wsUrl = `ws://127.0.0.1:${http_port}`;
     this.store = `sqlite:${path.join(this.dir, 'switchboard.db')}`;
     const level = this.opts.logLevel;
 
-    this.children.push(new Child('gateway', this.bins.gateway, [
-      '--listen', `127.0.0.1:${http_port}`, '--pool', this.pool, '--gateway-id', 'e2e',
-      '--max-message-bytes', String(this.opts.maxMessageBytes), '--log-level', level,
-      ...this.opts.gatewayArgs,
-    ], this.dir));
+    const shared = this.opts.gateways > 1;
+    this.gatewayIds = this.pools.map((_, i) => (shared ? `e2e-g${i + 1}` : 'e2e'));
+    this.pools.forEach((pool, i) => {
+      this.children.push(new Child(shared ? `gateway-${i + 1}` : 'gateway', this.bins.gateway, [
+        '--listen', `127.0.0.1:${http_port}`, '--pool', pool, '--gateway-id', this.gatewayIds[i],
+        '--max-message-bytes', String(this.opts.maxMessageBytes), '--log-level', level,
+        ...(shared ? ['--reuse-port'] : []), ...this.opts.gatewayArgs,
+      ], this.dir));
+    });
     for (let i = 1; i <= this.opts.workers; i++) {
       this.children.push(new Child(`backend-${i}`, this.bins.backend, [
-        '--gateway', this.pool, '--workers', '1', '--worker-id', `e2e-w${i}`,
+        ...this.pools.flatMap((pool) => ['--gateway', pool]), '--workers', '1', '--worker-id', `e2e-w${i}`,
         '--store', this.store, '--log-level', level,
       ], this.dir));
     }
     await this.waitReady(READY_TIMEOUT_MS);
   }
 
-  // Polls /healthz until it reports every worker; fails fast when a process dies.
+  // Polls /healthz until it reports every worker (from every gateway: with a shared port each
+  // poll reaches one of them); fails fast when a process dies.
   async waitReady(timeoutMs) {
     const deadline = Date.now() + timeoutMs;
+    const ready = new Set();
     let last = 'no answer yet';
     for (let pause = 20; ; pause = Math.min(pause * 2, 200)) {
       for (const c of this.children) {
@@ -205,7 +214,8 @@ class Stack {
         const res = await httpGet(`${this.httpUrl}/healthz`, 1000);
         last = `${res.status} ${res.body}`;
         const body = JSON.parse(res.body);
-        if (res.status === 200 && body.workers === this.opts.workers) return body;
+        if (res.status === 200 && body.workers === this.opts.workers) ready.add(body.gateway_id);
+        if (ready.size === this.gatewayIds.length) return body;
       } catch (err) {
         last = err.message;
       }

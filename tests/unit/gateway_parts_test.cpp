@@ -94,12 +94,20 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
   REQUIRE(drain.config);
   CHECK(drain.config->pool_drain_batch == 64);
   CHECK(drain.config->max_pending_handshakes == 256);  // the default
+  CHECK_FALSE(drain.config->reuse_port);
+  auto shared = parse_gateway_options({"--reuse-port", "--gateway-id", "gw-a"}, {});
+  REQUIRE(shared.config);
+  CHECK(shared.config->reuse_port);
+  auto from_env = parse_gateway_options({"--gateway-id", "gw-b"}, {{"SWITCHBOARD_REUSE_PORT", "true"}});
+  REQUIRE(from_env.config);
+  CHECK(from_env.config->reuse_port);
 
   for (auto bad : std::vector<std::vector<std::string>>{{"--listen", "nope"},
                                                         {"--gateway-id", "has.dot"},
                                                         {"--max-message-bytes", "10"},
                                                         {"--log-level", "loud"},
                                                         {"--pool-drain-batch", "0"},
+                                                        {"--reuse-port"},  // without --gateway-id
                                                         {"--max-pending-handshakes", "70000"},
                                                         {"--heartbeat-ms", "1000", "--worker-dead-ms", "1500"},
                                                         {"--no-such-option"},
