@@ -467,6 +467,11 @@ void GatewayCore::ping_some(std::int64_t now_ms) {
     if (ping_cursor_ >= ping_ring_.size()) ping_cursor_ = 0;
     Session& session = *ping_ring_[ping_cursor_++];
     if (session.closing || session.close_now || !session.transport) continue;
+    if (session.reading_paused) {
+      // We are not reading it (workers behind): its pongs wait in the kernel. Not its silence.
+      heard(session, now_ms);
+      continue;
+    }
     std::int64_t silent = now_ms - session.last_heard_ms;
     if (session.ping_sent_ms != 0 && now_ms - session.ping_sent_ms >= interval) {
       // A ping at least one interval old got no answer (nor anything else): a half-open

@@ -691,6 +691,26 @@ TEST_CASE("keep-alive: silent sockets get a ping; one silent through two pings i
   CHECK(k.core.session_count() == 2);
 }
 
+TEST_CASE("keep-alive: a socket whose reading we paused is neither pinged nor closed") {
+  KeepAlive k(1000);
+  Session* s = k.open();
+  REQUIRE(s);
+  s->reading_paused = true;  // the workers are behind: the gateway stopped reading this client
+  for (std::int64_t now = 250; now <= 10'000; now += 250) k.core.tick(now);
+  std::string out;
+  while (k.core.next_output(*s, out) == GatewayCore::Output::data) {}
+  CHECK(KeepAlive::pings_in(out) == 0);
+  CHECK_FALSE(s->close_now);
+  CHECK(k.core.counters().ping_timeouts == 0);
+  // Reading again: silence counts from then on, and the usual rule applies.
+  s->reading_paused = false;
+  for (std::int64_t now = 10'250; now <= 11'000; now += 250) k.core.tick(now);
+  CHECK_FALSE(s->close_now);
+  for (std::int64_t now = 11'250; now <= 14'000; now += 250) k.core.tick(now);
+  CHECK(s->close_now);  // pinged, never answered
+  CHECK(s->close_code == close_code::ping_timeout);
+}
+
 TEST_CASE("keep-alive: interval 0 never pings nor closes; closing sockets leave the ring cleanly") {
   KeepAlive off(0);
   Session* quiet = off.open();
