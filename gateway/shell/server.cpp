@@ -112,8 +112,10 @@ struct Server::Impl final : SocketDriver {
   // accepted connections handed to lws. Loop thread only.
   int listen_fd = -1;
   uv_poll_t listen_poll{};
+  uv_timer_t accept_pause{};  // out of descriptors: accepting resumes after a pause
   struct lws_vhost* vhost = nullptr;
   std::uint64_t adopt_failures = 0;
+  std::uint64_t accept_failures = 0;
   uv_signal_t sigint{}, sigterm{};
   bool idle_active = false;
   bool shutting_down = false;
@@ -381,6 +383,8 @@ struct Server::Impl final : SocketDriver {
         {"sockets_closed", c.sockets_closed},
         {"refused_no_worker", c.refused_no_worker},
         {"refused_handshakes", refused_handshakes},
+        {"accept_failures", accept_failures},  // --reuse-port's own listener (EMFILE...)
+        {"adopt_failures", adopt_failures},
         {"messages_in", c.messages_in},
         {"reads_paused", c.reads_paused},
         {"frames_queued", c.frames_queued},
@@ -661,6 +665,12 @@ struct Server::Impl final : SocketDriver {
       throw std::runtime_error("cannot listen on " + config.listen + " with SO_REUSEPORT: " + std::strerror(errno));
     uv_poll_init(&loop, &listen_poll, listen_fd);
     listen_poll.data = this;
+    uv_timer_init(&loop, &accept_pause);
+    accept_pause.data = this;
+    start_accepting();
+  }
+
+  void start_accepting() {
     uv_poll_start(&listen_poll, UV_READABLE, [](uv_poll_t* h, int, int) { static_cast<Impl*>(h->data)->accept_some(); });
   }
 
@@ -669,8 +679,16 @@ struct Server::Impl final : SocketDriver {
     for (int i = 0; i < 64; ++i) {  // bounded: the sockets get their turn too
       int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-          log::warn("accept on ", config.listen, ": ", std::strerror(errno));
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED) return;
+        if (worth_counting(++accept_failures))
+          log::warn("accept on ", config.listen, ": ", std::strerror(err), " (", accept_failures, " failures so far)");
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+          // The connection stays queued and the socket readable: without a pause the loop
+          // would spin on it. Retry in 100 ms.
+          uv_poll_stop(&listen_poll);
+          uv_timer_start(&accept_pause, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->start_accepting(); }, 100, 0);
+        }
         return;
       }
       int one = 1;
@@ -687,7 +705,9 @@ struct Server::Impl final : SocketDriver {
   void close_shared_listener() {
     if (listen_fd < 0) return;
     uv_poll_stop(&listen_poll);
+    uv_timer_stop(&accept_pause);
     uv_close(reinterpret_cast<uv_handle_t*>(&listen_poll), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&accept_pause), nullptr);
     ::close(listen_fd);
     listen_fd = -1;
   }

@@ -3,8 +3,9 @@
 // room spans them: a message sent through one gateway reaches members on the other.
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { b64, binaries, chatText, Clients, freePorts, joinChat, names, startStack, uniqueRoom } from './harness.mjs';
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
+import { b64, binaries, chatText, Clients, freePorts, httpGet, joinChat, names, startStack, uniqueRoom } from './harness.mjs';
 
 const T = { timeout: 30000 };
 
@@ -54,4 +55,51 @@ test('a gateway without --reuse-port on a taken port exits with an error instead
     '--pool', `tcp://127.0.0.1:${pool}`, '--gateway-id', 'late'], { encoding: 'utf8', timeout: 10000 });
   assert.equal(run.status, 2, `exit status ${run.status}, signal ${run.signal}`);
   assert.match(run.stderr + run.stdout, /cannot listen on 127\.0\.0\.1:\d+/);
+});
+
+test('with --reuse-port, running out of descriptors pauses accepting and recovers', T, async () => {
+  const [port, pool] = await freePorts(2);
+  // 40 descriptors: about 20 are the gateway's own, so the rest of 40 connections hit EMFILE.
+  const gw = spawn('prlimit', ['--nofile=40:40', binaries().gateway, '--listen', `127.0.0.1:${port}`,
+    '--pool', `tcp://127.0.0.1:${pool}`, '--gateway-id', 'fdlimit', '--reuse-port'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  gw.stdout.on('data', (d) => { output += d; });
+  gw.stderr.on('data', (d) => { output += d; });
+  const exited = new Promise((resolve) => gw.on('exit', resolve));
+  const until = async (what, check, ms) => {
+    const deadline = Date.now() + ms;
+    for (let pause = 10; ; pause = Math.min(2 * pause, 100)) {
+      const value = await check();
+      if (value) return value;
+      if (Date.now() > deadline) throw new Error(`${what} not within ${ms} ms; gateway output:\n${output}`);
+      await new Promise((r) => setTimeout(r, pause));  // back-off between checks, not a sync point
+    }
+  };
+  const health = async () => {
+    try {
+      return JSON.parse((await httpGet(`http://127.0.0.1:${port}/healthz`, 1000)).body);
+    } catch {
+      return null;
+    }
+  };
+  const sockets = [];
+  try {
+    await until('the gateway answering', health, 10000);
+    for (let i = 0; i < 40; i++) {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      sockets.push(s);
+    }
+    await until('an accept failure logged', () => /accept on .*(Too many open files)/.test(output), 10000);
+    for (const s of sockets) s.destroy();
+    const after = await until('the gateway answering again', health, 10000);
+    assert.ok(after.counters.accept_failures >= 1);
+    // Paused 100 ms per failure: a handful. Retrying at once would fail thousands of times.
+    assert.ok(after.counters.accept_failures < 200, `accept failed ${after.counters.accept_failures} times: spinning?`);
+    assert.equal(gw.exitCode, null, 'still running');
+  } finally {
+    for (const s of sockets) s.destroy();
+    gw.kill('SIGTERM');
+    await exited;
+  }
 });
