@@ -20,7 +20,7 @@ inline constexpr std::uint16_t try_again_later = 1013;  // no worker serves this
 
 // Application codes. 4000-4499: the client may retry; 4500-4999: it should not.
 inline constexpr std::uint16_t slow_consumer = 4008;    // send queue over --max-queue-bytes
-inline constexpr std::uint16_t ping_timeout = 4009;     // silent through two pings: peer presumably gone
+inline constexpr std::uint16_t ping_timeout = 4009;     // a keep-alive ping stayed unanswered: peer presumably gone
 inline constexpr std::uint16_t unknown_app = 4504;      // path names no app
 
 // True for codes a server may put on the wire (1005/1006/1015 are reserved for reporting).

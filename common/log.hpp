@@ -1,6 +1,7 @@
 // Minimal leveled logger: one line per event to stderr, "time level component: text".
 // Each process has one loop thread, so no locking is needed.
 #pragma once
+#include <cstdint>
 #include <sstream>
 #include <string_view>
 
@@ -25,5 +26,8 @@ template <typename... Parts> void debug(const Parts&... p) { emit(Level::debug, 
 template <typename... Parts> void info(const Parts&... p) { emit(Level::info, p...); }
 template <typename... Parts> void warn(const Parts&... p) { emit(Level::warn, p...); }
 template <typename... Parts> void error(const Parts&... p) { emit(Level::error, p...); }
+
+// Rate limit for a repeated warning: true for the 1st, 2nd, 4th, 8th... occurrence.
+inline bool worth_logging(std::uint64_t count) { return (count & (count - 1)) == 0; }
 
 }  // namespace sb::log

@@ -1,6 +1,5 @@
 #include "backend/apps/chat.hpp"
 
-#include <algorithm>
 #include <exception>
 #include <utility>
 #include <variant>
@@ -60,25 +59,25 @@ void ChatApp::on_resume(Pool& pool, const OpenRequest& request, std::uint64_t ac
 
 void ChatApp::on_close(Pool& pool, const Wsid& wsid, std::uint16_t code, std::string_view reason) {
   begin_batch();
-  guarded("close", wsid, [&] { leave(pool, wsid, "closed"); });
+  guarded("close", wsid, [&] { leave(wsid, "closed"); });
 }
 
 void ChatApp::on_gone(Pool& pool, const Wsid& wsid) {
   begin_batch();
-  guarded("gone", wsid, [&] { leave(pool, wsid, "gone"); });
+  guarded("gone", wsid, [&] { leave(wsid, "gone"); });
 }
 
 void ChatApp::purge_stale_epochs(Pool& pool, const std::string& gateway_id, std::uint64_t live_epoch) {
   begin_batch();
   guarded("purge", gateway_id, [&] {
-    for (const auto& room : store_.remove_stale_epochs(gateway_id, live_epoch)) publish_userlist(pool, room);
+    for (const auto& room : store_.remove_stale_epochs(gateway_id, live_epoch)) mark_room_changed(room);
   });
 }
 
 void ChatApp::purge_gateway(Pool& pool, const std::string& gateway_id) {
   begin_batch();
   guarded("purge", gateway_id, [&] {
-    for (const auto& room : store_.remove_gateway_members(gateway_id)) publish_userlist(pool, room);
+    for (const auto& room : store_.remove_gateway_members(gateway_id)) mark_room_changed(room);
   });
 }
 
@@ -121,7 +120,7 @@ OpenDecision ChatApp::join(Pool& pool, const OpenRequest& request, bool greet) {
     log::error("chat ", wsid, ": could not join room '", room.room, "' (store failure)");
     return OpenDecision::refused(close_code::internal_error, "chat store unavailable");
   }
-  publish_userlist(pool, room.room);
+  mark_room_changed(room.room);
   log::debug("chat ", wsid, ": joined room '", room.room, "'");
   return OpenDecision::accepted();
 }
@@ -141,7 +140,7 @@ void ChatApp::set_alias(Pool& pool, const Wsid& wsid, const std::string& alias) 
   auto changed = store_.set_alias(wsid, alias);
   // nullopt: not a member (never joined, or purged), or the store failed and logged it.
   if (!changed) return reject(pool, wsid, "unknown member: alias not changed");
-  publish_userlist(pool, changed->room);
+  mark_room_changed(changed->room);
 }
 
 void ChatApp::send_message(Pool& pool, const Wsid& wsid, const std::string& base64, std::uint64_t seq) {
@@ -170,12 +169,12 @@ void ChatApp::send_message(Pool& pool, const Wsid& wsid, const std::string& base
   pool.publish(chat::room_topic(message.room), chat::chat_json(message), false, {}, dedupe_key(message));
 }
 
-void ChatApp::leave(Pool& pool, const Wsid& wsid, const char* why) {
+void ChatApp::leave(const Wsid& wsid, const char* why) {
   // The gateway already dropped the socket from its topics; only the store needs cleaning.
   auto removed = store_.remove_member(wsid);
   if (!removed) return;  // never joined, or already removed (e.g. close after gone)
   log::debug("chat ", wsid, ": left room '", removed->room, "' (", why, ")");
-  publish_userlist(pool, removed->room);
+  mark_room_changed(removed->room);
 }
 
 void ChatApp::reject(Pool& pool, const Wsid& wsid, std::string_view reason) {
@@ -183,7 +182,7 @@ void ChatApp::reject(Pool& pool, const Wsid& wsid, std::string_view reason) {
   pool.write(wsid, chat::error_json(reason));
 }
 
-void ChatApp::publish_userlist(Pool&, const std::string& room) {
+void ChatApp::mark_room_changed(const std::string& room) {
   // Once per room per batch, at its end: a storm of joins to one room sends one list, not one
   // per join (each list goes to every member).
   if (changed_rooms_set_.insert(room).second) changed_rooms_.push_back(room);

@@ -75,12 +75,12 @@ class ChatApp : public App {
   OpenDecision join(Pool& pool, const OpenRequest& request, bool greet);
   void resume(Pool& pool, const OpenRequest& request, std::uint64_t acked_seq);
   void message(Pool& pool, const Wsid& wsid, std::string_view data, bool binary, std::uint64_t seq);
-  void leave(Pool& pool, const Wsid& wsid, const char* why);
+  void leave(const Wsid& wsid, const char* why);
   void set_alias(Pool& pool, const Wsid& wsid, const std::string& alias);
   void send_message(Pool& pool, const Wsid& wsid, const std::string& base64, std::uint64_t seq);
   void reject(Pool& pool, const Wsid& wsid, std::string_view reason);
-  // Marks the room's userlist for publication at the end of the batch.
-  void publish_userlist(Pool& pool, const std::string& room);
+  // The room's userlist is published once at the end of the batch (on_batch_end).
+  void mark_room_changed(const std::string& room);
   void begin_batch();
 
   ChatStore& store_;

@@ -38,9 +38,6 @@ bool set_int(void* socket, int option, int value, const char* name, std::string&
   return false;
 }
 
-// Rate limit for repeated warnings: the 1st, 2nd, 4th, 8th... occurrence.
-bool worth_logging(std::uint64_t count) { return (count & (count - 1)) == 0; }
-
 // Empties a non-blocking signal pipe (or eventfd) so it stops being readable.
 void consume(int fd) {
   if (fd < 0) return;
@@ -153,11 +150,11 @@ bool Worker::receive_from(std::size_t gateway, SteadyTime now) {
 
 void Worker::send_batch(std::size_t gateway, std::vector<std::string>& bodies) {
   void* socket = sockets_[gateway];
+  if (!bodies.empty()) settled_[gateway] = 0;  // a send may process the command that announces new input
   for (std::size_t first = 0; first < bodies.size(); first += max_frames_per_message) {
     std::size_t last = std::min(bodies.size(), first + max_frames_per_message);
     for (std::size_t i = first; i < last; ++i) {
       int flags = ZMQ_DONTWAIT | (i + 1 < last ? ZMQ_SNDMORE : 0);
-      settled_[gateway] = 0;  // a send may process the command that announces new input
       if (zmq_send(socket, bodies[i].data(), bodies[i].size(), flags) >= 0) continue;
       int err = zmq_errno();
       auto dropped = last - i;
@@ -168,7 +165,7 @@ void Worker::send_batch(std::size_t gateway, std::vector<std::string>& bodies) {
         // Expected while a gateway is down (HELLOs); a warning once it welcomed us.
         if (!dispatcher_.welcomed(gateway))
           log::debug("gateway ", config_.gateways[gateway], " not connected: ", dropped, " bodies dropped");
-        else if (worth_logging(counters_.send_eagain))
+        else if (log::worth_logging(counters_.send_eagain))
           log::warn("gateway ", config_.gateways[gateway], " not accepting (EAGAIN, high-water mark?): ", dropped,
                     " bodies dropped; ", counters_.send_eagain, " times so far");
       } else {

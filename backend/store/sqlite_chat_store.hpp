@@ -6,8 +6,9 @@
 // power loss: fine for chat). Every write runs in BEGIN IMMEDIATE so it takes the write lock
 // up front and cannot hit a read->write upgrade deadlock. In a batch (begin_batch/end_batch)
 // the writes of one worker loop turn share that transaction, each in a savepoint: one commit
-// per turn instead of one per event (a connect storm's joins cost one WAL append per turn). The schema is created with
-// IF NOT EXISTS, so workers starting together on a fresh file are safe.
+// per turn instead of one per event (a connect storm's joins cost one WAL append per turn).
+// The schema is created with IF NOT EXISTS, so workers starting together on a fresh file are
+// safe.
 //
 // Errors: methods never throw. A failed SQLite call is logged (level error, with the
 // operation and SQLite's message), counted in error_count(), and the method returns its

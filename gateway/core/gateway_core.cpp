@@ -162,6 +162,14 @@ void GatewayCore::close_soon(Session& session, std::uint16_t code, std::string r
   driver_.wake_writer(session);
 }
 
+void GatewayCore::close_unflushed(Session& session, std::uint16_t code, std::string reason) {
+  session.close_now = true;
+  session.close_code = code;
+  session.close_reason = std::move(reason);
+  session.queue.clear();  // not flushed: the peer is not reading
+  driver_.wake_writer(session);
+}
+
 void GatewayCore::close_all(std::uint16_t code, const std::string& reason) {
   for (auto& [wsid, session] : sessions_) close_soon(*session, code, reason);
 }
@@ -171,11 +179,7 @@ void GatewayCore::enqueue(Session& session, const Frame& frame) {
   if (!session.queue.push(frame, config_.max_queue_bytes)) {
     ++counters_.slow_consumer_closes;
     log::warn("slow consumer ", session.wsid, ": ", session.queue.bytes(), " bytes queued, closing with 4008");
-    session.close_now = true;
-    session.close_code = close_code::slow_consumer;
-    session.close_reason = "slow consumer";
-    session.queue.clear();
-    driver_.wake_writer(session);
+    close_unflushed(session, close_code::slow_consumer, "slow consumer");
     return;
   }
   ++counters_.frames_queued;
@@ -478,11 +482,7 @@ void GatewayCore::ping_some(std::int64_t now_ms) {
       // connection or a frozen client.
       ++counters_.ping_timeouts;
       log::info("ping timeout ", session.wsid, ": silent for ", silent, " ms, closing with 4009");
-      session.close_now = true;
-      session.close_code = close_code::ping_timeout;
-      session.close_reason = "ping timeout";
-      session.queue.clear();
-      driver_.wake_writer(session);
+      close_unflushed(session, close_code::ping_timeout, "ping timeout");
     } else if (session.ping_sent_ms == 0 && silent >= interval) {
       ++counters_.pings_sent;
       session.ping_sent_ms = now_ms;

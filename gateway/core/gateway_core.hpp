@@ -181,6 +181,8 @@ class GatewayCore {
   bool take_over(Session& session);
   void take_over_waiting();
   void close_soon(Session& session, std::uint16_t code, std::string reason);
+  // Closes without flushing the queue (slow consumer, ping timeout).
+  void close_unflushed(Session& session, std::uint16_t code, std::string reason);
   void welcome_stranger(const std::string& routing_id, std::int64_t now_ms);
   void ping_some(std::int64_t now_ms);
   void leave_ping_ring(Session& session);

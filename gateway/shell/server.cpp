@@ -234,9 +234,8 @@ struct Server::Impl final : SocketDriver {
   // ZMQ_FD is edge-triggered: it fires when the socket's command mailbox gets something, and
   // any zmq call may empty that mailbox. A recv that ends in EAGAIN, or ZMQ_EVENTS without
   // POLLIN, leaves it armed again ("settled"); a send may empty it unseen, so after sending we
-  // check ZMQ_EVENTS once before the loop may block. Each such check is two system calls
-  // (poll, getpid), so none is made when nothing was sent: that halves the pool's system calls
-  // per message.
+  // check ZMQ_EVENTS once before the loop may block. Each such check is a system call (a
+  // poll() inside libzmq), so none is made when nothing was sent.
   void service_pool() {
     if (!router) return;
     std::size_t handled = 0;
@@ -623,7 +622,6 @@ struct Server::Impl final : SocketDriver {
     void* foreign_loops[1] = {&loop};
     info.foreign_loops = foreign_loops;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (config.reuse_port) info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;  // SO_REUSEPORT
     // With --reuse-port the vhost does not listen; open_shared_listener() accepts for it.
     info.port = config.reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER : listen->port;
     info.iface = listen->host.c_str();
@@ -681,7 +679,7 @@ struct Server::Impl final : SocketDriver {
       if (fd < 0) {
         int err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED) return;
-        if (worth_counting(++accept_failures))
+        if (log::worth_logging(++accept_failures))
           log::warn("accept on ", config.listen, ": ", std::strerror(err), " (", accept_failures, " failures so far)");
         if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
           // The connection stays queued and the socket readable: without a pause the loop
@@ -695,12 +693,10 @@ struct Server::Impl final : SocketDriver {
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       if (!lws_adopt_socket_vhost(vhost, fd)) {
         // lws closes the descriptor itself when adoption fails part-way; only count it.
-        if (worth_counting(++adopt_failures)) log::warn("lws refused an accepted connection (", adopt_failures, " so far)");
+        if (log::worth_logging(++adopt_failures)) log::warn("lws refused an accepted connection (", adopt_failures, " so far)");
       }
     }
   }
-
-  static bool worth_counting(std::uint64_t n) { return (n & (n - 1)) == 0; }
 
   void close_shared_listener() {
     if (listen_fd < 0) return;
