@@ -18,6 +18,20 @@ async function closeCodes(hub, timeoutMs) {
   return codes;
 }
 
+
+// SIGTERM to the gateway, then the checks both tests share: every client got 1001, the gateway
+// exited 0 within the bound. Returns when it was signalled and how long it took to exit.
+async function sigtermGateway(stack, hub) {
+  const signalled_at = Date.now();
+  assert.ok(stack.gateway.signal('SIGTERM'), 'SIGTERM delivered to the gateway');
+  const exit = await stack.gateway.waitExit(EXIT_BOUND_MS + 3000);
+  const exit_ms = exit.at - signalled_at;
+  const codes = await closeCodes(hub, 3000);
+  assert.deepEqual(codes, { 1001: hub.peers.length }, 'every client got close code 1001');
+  assert.equal(exit.code, 0, `gateway exit ${JSON.stringify(exit)}`);
+  assert.ok(exit_ms <= EXIT_BOUND_MS + EXIT_SLACK_MS, `gateway exited ${exit_ms} ms after SIGTERM`);
+  return { signalled_at, exit_ms };
+}
 test('SIGTERM to the gateway: 1001 to every client, workers get a CLOSE per socket, exit 0 within 2 s',
      { timeout: 60000 }, async () => {
   const stack = await startFaultStack({ workers: 2 });
@@ -25,14 +39,7 @@ test('SIGTERM to the gateway: 1001 to every client, workers get a CLOSE per sock
   let ok = false;
   try {
     await hub.populate({ rooms: 2, perRoom: 10, tag: 'gwt' });
-    const signalled_at = Date.now();
-    assert.ok(stack.gateway.signal('SIGTERM'), 'SIGTERM delivered to the gateway');
-    const exit = await stack.gateway.waitExit(EXIT_BOUND_MS + 3000);
-    const exit_ms = exit.at - signalled_at;
-    const codes = await closeCodes(hub, 3000);
-    assert.deepEqual(codes, { 1001: hub.peers.length }, 'every client got close code 1001');
-    assert.equal(exit.code, 0, `gateway exit ${JSON.stringify(exit)}`);
-    assert.ok(exit_ms <= EXIT_BOUND_MS + EXIT_SLACK_MS, `gateway exited ${exit_ms} ms after SIGTERM`);
+    const { signalled_at, exit_ms } = await sigtermGateway(stack, hub);
     // The workers ran on_close for every socket: the store is clean long before the lease.
     await pollUntil(async () => (await stack.members()).filter((m) => hub.rooms.includes(m.room)).length === 0, {
       timeoutMs: Math.max(0, signalled_at + CLEANUP_BOUND_MS - Date.now()),
@@ -56,14 +63,7 @@ test('SIGTERM to the gateway while every worker is stalled: 1001 to every client
   try {
     await hub.populate({ rooms: 2, perRoom: 10, tag: 'gws' });
     for (const w of workers) w.signal('SIGSTOP');
-    const signalled_at = Date.now();
-    assert.ok(stack.gateway.signal('SIGTERM'), 'SIGTERM delivered to the gateway');
-    const exit = await stack.gateway.waitExit(EXIT_BOUND_MS + 3000);
-    const exit_ms = exit.at - signalled_at;
-    const codes = await closeCodes(hub, 3000);
-    assert.deepEqual(codes, { 1001: hub.peers.length }, 'every client got close code 1001');
-    assert.equal(exit.code, 0, `gateway exit ${JSON.stringify(exit)}`);
-    assert.ok(exit_ms <= EXIT_BOUND_MS + EXIT_SLACK_MS, `gateway exited ${exit_ms} ms after SIGTERM`);
+    const { exit_ms } = await sigtermGateway(stack, hub);
     report('gateway-sigterm-workers-stalled', { exit_ms });
     ok = true;
   } finally {
