@@ -205,6 +205,17 @@ class Runner {
     return out;
   }
 
+  // The warm-up (not counted), then `duration` seconds with `measuring` set and the window's
+  // CPU clock running: the measured phase of a closed-loop scenario.
+  void warm_then_measure(bool& measuring, Window& window, double duration) {
+    engine_.run_until([] { return false; }, now_ns() + to_ns(o_.warmup));
+    measuring = true;
+    window.start();
+    engine_.run_until([] { return false; }, now_ns() + to_ns(duration));
+    measuring = false;
+    window.stop();
+  }
+
   static std::size_t count_open(const std::vector<Conn*>& v) {
     return static_cast<std::size_t>(
         std::count_if(v.begin(), v.end(), [](Conn* c) { return c->state == ConnState::open; }));
@@ -254,12 +265,7 @@ class Runner {
       send_stamped(*c, t);
       ++in_flight;
     }
-    engine_.run_until([] { return false; }, now_ns() + to_ns(o_.warmup));
-    measuring = true;
-    r.window.start();
-    engine_.run_until([] { return false; }, now_ns() + to_ns(duration));
-    measuring = false;
-    r.window.stop();
+    warm_then_measure(measuring, r.window, duration);
     stopping = true;
     engine_.run_until([&] { return in_flight == 0; }, now_ns() + 5 * sec);
     for (Conn* c : active) c->flag = false;
@@ -390,12 +396,7 @@ class Runner {
       r.window_per_room = w;
       for (std::size_t i = 0; i < w; ++i) send_next(room, t);
     }
-    engine_.run_until([] { return false; }, now_ns() + to_ns(o_.warmup));
-    measuring = true;
-    r.window.start();
-    engine_.run_until([] { return false; }, now_ns() + to_ns(duration));
-    measuring = false;
-    r.window.stop();
+    warm_then_measure(measuring, r.window, duration);
     stopping = true;
     r.drained = engine_.run_until([&] { return counted_received >= sent_total * per_send; }, now_ns() + 30 * sec);
     for (Conn* c : senders) c->user = 0;
