@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
+  libwebsockets-dev libwebsockets-evlib-ev libev-dev
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libboost-program-options-dev doctest-dev libsqlite3-dev nlohmann-json3-dev
   chromium

@@ -1,7 +1,7 @@
 #include "gateway/shell/server.hpp"
 
 #include <libwebsockets.h>
-#include <uv.h>
+#include <ev.h>
 #include <zmq.h>
 
 #include <arpa/inet.h>
@@ -102,21 +102,23 @@ constexpr std::string_view session_cookie = "sbsession";
 struct Server::Impl final : SocketDriver {
   GatewayConfig config;
   GatewayCore core;
-  uv_loop_t loop{};
-  uv_poll_t pool_poll{};
-  uv_check_t pool_check{};
-  uv_idle_t pool_idle{};      // runs only while pool input is left over, so the loop does not block
-  uv_timer_t tick_timer{};
-  uv_timer_t shutdown_timer{};
+  // libev, not libuv: lws' libev plugin keeps its watchers inside each connection's own
+  // allocation, where the libuv one adds a separate ~176-byte uv_poll_t per socket (S3 memory).
+  struct ev_loop* loop = nullptr;
+  ev_io pool_poll{};
+  ev_prepare pool_prepare{};  // end of every loop turn, before the loop blocks
+  ev_idle pool_idle{};        // runs only while pool input is left over, so the loop does not block
+  ev_timer tick_timer{};
+  ev_timer shutdown_timer{};
   // --reuse-port only: our own listening socket (lws 4.1 here does not set SO_REUSEPORT), its
   // accepted connections handed to lws. Loop thread only.
   int listen_fd = -1;
-  uv_poll_t listen_poll{};
-  uv_timer_t accept_pause{};  // out of descriptors: accepting resumes after a pause
+  ev_io listen_poll{};
+  ev_timer accept_pause{};  // out of descriptors: accepting resumes after a pause
   struct lws_vhost* vhost = nullptr;
   std::uint64_t adopt_failures = 0;
   std::uint64_t accept_failures = 0;
-  uv_signal_t sigint{}, sigterm{};
+  ev_signal sigint{}, sigterm{};
   bool idle_active = false;
   bool shutting_down = false;
   int shutdown_waited_ms = 0;
@@ -135,6 +137,11 @@ struct Server::Impl final : SocketDriver {
   std::uint64_t loop_drift_last_ms = 0;
   std::uint64_t loop_drift_max_ms = 0;
   struct lws_protocols protocols[2]{};
+
+  template <typename Watcher>
+  static Impl* self_of(Watcher* w) {
+    return static_cast<Impl*>(w->data);
+  }
 
   explicit Impl(const GatewayConfig& c) : config(c), core(c, new_epoch(), *this) {}
 
@@ -220,13 +227,13 @@ struct Server::Impl final : SocketDriver {
     int fd = -1;
     std::size_t fd_size = sizeof fd;
     zmq_getsockopt(router, ZMQ_FD, &fd, &fd_size);
-    uv_poll_init(&loop, &pool_poll, fd);
+    ev_io_init(&pool_poll, [](struct ev_loop*, ev_io* w, int) { self_of(w)->service_pool(); }, fd, EV_READ);
     pool_poll.data = this;
-    uv_poll_start(&pool_poll, UV_READABLE, [](uv_poll_t* h, int, int) { static_cast<Impl*>(h->data)->service_pool(); });
-    uv_check_init(&loop, &pool_check);
-    pool_check.data = this;
-    uv_check_start(&pool_check, [](uv_check_t* h) { static_cast<Impl*>(h->data)->end_of_turn(); });
-    uv_idle_init(&loop, &pool_idle);
+    ev_io_start(loop, &pool_poll);
+    ev_prepare_init(&pool_prepare, [](struct ev_loop*, ev_prepare* w, int) { self_of(w)->end_of_turn(); });
+    pool_prepare.data = this;
+    ev_prepare_start(loop, &pool_prepare);
+    ev_idle_init(&pool_idle, [](struct ev_loop*, ev_idle* w, int) { self_of(w)->service_pool(); });
     pool_idle.data = this;
   }
 
@@ -248,10 +255,10 @@ struct Server::Impl final : SocketDriver {
     }
     flush_writers();
     if (more && !idle_active) {
-      uv_idle_start(&pool_idle, [](uv_idle_t* h) { static_cast<Impl*>(h->data)->service_pool(); });
+      ev_idle_start(loop, &pool_idle);
       idle_active = true;
     } else if (!more && idle_active) {
-      uv_idle_stop(&pool_idle);
+      ev_idle_stop(loop, &pool_idle);
       idle_active = false;
     }
   }
@@ -619,9 +626,9 @@ struct Server::Impl final : SocketDriver {
 
     struct lws_context_creation_info info;
     std::memset(&info, 0, sizeof info);
-    void* foreign_loops[1] = {&loop};
+    void* foreign_loops[1] = {loop};
     info.foreign_loops = foreign_loops;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     // With --reuse-port the vhost does not listen; open_shared_listener() accepts for it.
     info.port = config.reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER : listen->port;
     info.iface = listen->host.c_str();
@@ -661,15 +668,15 @@ struct Server::Impl final : SocketDriver {
         ::bind(listen_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
         ::listen(listen_fd, SOMAXCONN) != 0)
       throw std::runtime_error("cannot listen on " + config.listen + " with SO_REUSEPORT: " + std::strerror(errno));
-    uv_poll_init(&loop, &listen_poll, listen_fd);
+    ev_io_init(&listen_poll, [](struct ev_loop*, ev_io* w, int) { self_of(w)->accept_some(); }, listen_fd, EV_READ);
     listen_poll.data = this;
-    uv_timer_init(&loop, &accept_pause);
+    ev_timer_init(&accept_pause, [](struct ev_loop*, ev_timer* w, int) { self_of(w)->start_accepting(); }, 0.1, 0);
     accept_pause.data = this;
     start_accepting();
   }
 
   void start_accepting() {
-    uv_poll_start(&listen_poll, UV_READABLE, [](uv_poll_t* h, int, int) { static_cast<Impl*>(h->data)->accept_some(); });
+    ev_io_start(loop, &listen_poll);
   }
 
   // Hands new connections to lws as it would its own: HTTP first, the upgrade as usual.
@@ -684,8 +691,9 @@ struct Server::Impl final : SocketDriver {
         if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
           // The connection stays queued and the socket readable: without a pause the loop
           // would spin on it. Retry in 100 ms.
-          uv_poll_stop(&listen_poll);
-          uv_timer_start(&accept_pause, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->start_accepting(); }, 100, 0);
+          ev_io_stop(loop, &listen_poll);
+          ev_timer_set(&accept_pause, 0.1, 0);
+          ev_timer_start(loop, &accept_pause);
         }
         return;
       }
@@ -700,29 +708,27 @@ struct Server::Impl final : SocketDriver {
 
   void close_shared_listener() {
     if (listen_fd < 0) return;
-    uv_poll_stop(&listen_poll);
-    uv_timer_stop(&accept_pause);
-    uv_close(reinterpret_cast<uv_handle_t*>(&listen_poll), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&accept_pause), nullptr);
+    ev_io_stop(loop, &listen_poll);
+    ev_timer_stop(loop, &accept_pause);
     ::close(listen_fd);
     listen_fd = -1;
   }
 
   void start_timers() {
-    uv_timer_init(&loop, &tick_timer);
-    tick_timer.data = this;
     tick_period_ms = std::max<std::uint64_t>(10, config.heartbeat_ms / 4);
-    uv_timer_start(&tick_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_tick(); }, tick_period_ms,
-                   tick_period_ms);
-    uv_timer_init(&loop, &shutdown_timer);
+    double period = static_cast<double>(tick_period_ms) / 1000.0;
+    ev_timer_init(&tick_timer, [](struct ev_loop*, ev_timer* w, int) { self_of(w)->on_tick(); }, period, period);
+    tick_timer.data = this;
+    ev_timer_start(loop, &tick_timer);
+    ev_timer_init(&shutdown_timer, [](struct ev_loop*, ev_timer* w, int) { self_of(w)->poll_shutdown(); }, 0.02, 0.02);
     shutdown_timer.data = this;
+    auto on_signal = [](struct ev_loop*, ev_signal* w, int) { self_of(w)->begin_shutdown(w->signum); };
+    ev_signal_init(&sigint, on_signal, SIGINT);
+    ev_signal_init(&sigterm, on_signal, SIGTERM);
     for (auto* sig : {&sigint, &sigterm}) {
-      uv_signal_init(&loop, sig);
       sig->data = this;
+      ev_signal_start(loop, sig);
     }
-    auto on_signal = [](uv_signal_t* s, int signum) { static_cast<Impl*>(s->data)->begin_shutdown(signum); };
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
   }
 
   // Close frames (1001) to every browser, CLOSE to the workers, then stop; bounded in time.
@@ -732,13 +738,13 @@ struct Server::Impl final : SocketDriver {
     close_shared_listener();  // no new connections while closing
     log::info("signal ", signum, ": closing ", core.session_count(), " sockets with 1001 and stopping");
     core.close_all(close_code::going_away, "gateway shutting down");
-    uv_timer_start(&shutdown_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->poll_shutdown(); }, 20, 20);
+    ev_timer_start(loop, &shutdown_timer);
   }
 
   void poll_shutdown() {
     shutdown_waited_ms += 20;
     if (core.session_count() > 0 && shutdown_waited_ms < 1000) return;
-    uv_timer_stop(&shutdown_timer);
+    ev_timer_stop(loop, &shutdown_timer);
     finish();
   }
 
@@ -755,20 +761,16 @@ struct Server::Impl final : SocketDriver {
     if (context) {
       auto* c = context;
       context = nullptr;
-      lws_context_destroy(c);  // with a foreign loop lws finishes closing inside uv_run
+      lws_context_destroy(c);
     }
     flush_pool();
-    uv_timer_stop(&tick_timer);
-    uv_signal_stop(&sigint);
-    uv_signal_stop(&sigterm);
-    uv_poll_stop(&pool_poll);
-    uv_check_stop(&pool_check);
-    uv_idle_stop(&pool_idle);
-    for (auto* h : {reinterpret_cast<uv_handle_t*>(&tick_timer), reinterpret_cast<uv_handle_t*>(&shutdown_timer),
-                    reinterpret_cast<uv_handle_t*>(&sigint), reinterpret_cast<uv_handle_t*>(&sigterm),
-                    reinterpret_cast<uv_handle_t*>(&pool_poll), reinterpret_cast<uv_handle_t*>(&pool_check),
-                    reinterpret_cast<uv_handle_t*>(&pool_idle)})
-      if (!uv_is_closing(h)) uv_close(h, nullptr);
+    // With no watcher left active, ev_run returns.
+    ev_timer_stop(loop, &tick_timer);
+    ev_signal_stop(loop, &sigint);
+    ev_signal_stop(loop, &sigterm);
+    ev_io_stop(loop, &pool_poll);
+    ev_prepare_stop(loop, &pool_prepare);
+    ev_idle_stop(loop, &pool_idle);
   }
 };
 
@@ -785,14 +787,15 @@ int Server::run() {
   // turns its logging on when debugging lws itself.
   const char* lws_levels = std::getenv("SB_LWS_LOG");
   lws_set_log_level(lws_levels ? std::atoi(lws_levels) : LLL_ERR, nullptr);
-  uv_loop_init(&s.loop);
+  // The default loop: the only one libev guarantees signal watchers on.
+  s.loop = ev_default_loop(EVBACKEND_EPOLL);
+  if (!s.loop) throw std::runtime_error("cannot create the event loop (libev, epoll)");
   s.open_pool();
   s.start_lws();
   s.start_timers();
   log::info("gateway ", s.config.gateway_id, " epoch ", to_base36(s.core.epoch()), " listening on http://",
             s.config.listen, " pool ", s.config.pool);
-  uv_run(&s.loop, UV_RUN_DEFAULT);
-  uv_loop_close(&s.loop);
+  ev_run(s.loop, 0);
   log::info("gateway stopped");
   return 0;
 }
