@@ -57,7 +57,9 @@ struct Session {
   bool writer_woken = false;      // a WRITEABLE callback is already requested
   bool flush_listed = false;      // in the shell's list of sockets to write to this loop turn
   bool rx_binary = false;         // opcode of the message being reassembled
-  std::string rx;                 // the message being reassembled
+  bool closing_by_us = false;     // our close frame is out: ignore the client's data
+  std::uint16_t peer_close_code = 0;  // from the client's close frame, if any
+  std::unique_ptr<std::string> rx;    // a message arriving in pieces; null between messages
 };
 
 // What the shell does for the core.

@@ -38,13 +38,10 @@ std::int64_t now_ms() {
       .count();
 }
 
-// lws' per-connection user memory (zero-filled by lws). Kept small: idle sockets dominate memory.
-struct PerConnection {
-  Session* session;         // WebSocket connections: owned by the core
-  std::string* http_body;   // HTTP responses in flight: owned here, freed when sent or closed
-  std::size_t http_sent;
-  std::uint16_t peer_close_code;  // from the client's close frame, if any
-  bool closing_by_us;
+// An HTTP response in flight (the page, /healthz, a 404): LWS_PRE bytes, then the body.
+struct HttpResponse {
+  std::string body;
+  std::size_t sent = 0;
 };
 
 std::string header(struct lws* wsi, enum lws_token_indexes token) {
@@ -130,6 +127,10 @@ struct Server::Impl final : SocketDriver {
   std::vector<Session*> flushing;
   std::uint64_t pool_send_dropped = 0;  // bodies not sent: worker unreachable or over HWM
   std::uint64_t too_big_closes = 0;
+  // lws allocates no per-connection memory for us (per_session_data_size 0, saving a malloc
+  // per socket): a WebSocket's lws user pointer is its Session (set once established), and the
+  // rare HTTP responses live here. Loop thread only.
+  std::unordered_map<struct lws*, HttpResponse> http_responses;
   std::uint64_t refused_handshakes = 0;
   // Lateness of the periodic tick: how long something blocked the loop.
   std::uint64_t tick_period_ms = 250;
@@ -177,8 +178,7 @@ struct Server::Impl final : SocketDriver {
       s->flush_listed = false;
       if (!s->transport || s->writer_woken) continue;
       auto* wsi = static_cast<struct lws*>(s->transport);
-      auto* pc = static_cast<PerConnection*>(lws_wsi_user(wsi));
-      if (!pc || pc->closing_by_us || pc->peer_close_code) continue;
+      if (s->closing_by_us || s->peer_close_code) continue;
       if (s->closing || s->close_now || lws_partial_buffered(wsi)) {
         request_writeable(*s);  // closing is done from WRITEABLE
         continue;
@@ -341,39 +341,35 @@ struct Server::Impl final : SocketDriver {
     auto* context = lws_get_context(wsi);
     auto* self = context ? static_cast<Impl*>(lws_context_user(context)) : nullptr;
     if (!self) return lws_callback_http_dummy(wsi, reason, user, in, len);
-    return self->on_event(wsi, reason, static_cast<PerConnection*>(user), in, len);
+    return self->on_event(wsi, reason, static_cast<Session*>(user), in, len);
   }
 
-  int on_event(struct lws* wsi, enum lws_callback_reasons reason, PerConnection* pc, void* in, std::size_t len) {
+  // `s` is the socket's Session once established, else nullptr.
+  int on_event(struct lws* wsi, enum lws_callback_reasons reason, Session* s, void* in, std::size_t len) {
     switch (reason) {
-      case LWS_CALLBACK_HTTP: return on_http(wsi, pc, static_cast<const char*>(in));
-      case LWS_CALLBACK_HTTP_WRITEABLE: return on_http_writeable(wsi, pc);
+      case LWS_CALLBACK_HTTP: return on_http(wsi, static_cast<const char*>(in));
+      case LWS_CALLBACK_HTTP_WRITEABLE: return on_http_writeable(wsi);
       case LWS_CALLBACK_CLOSED_HTTP:
-      case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        if (pc) {
-          delete pc->http_body;
-          pc->http_body = nullptr;
-        }
-        break;
+      case LWS_CALLBACK_HTTP_DROP_PROTOCOL: http_responses.erase(wsi); break;
       case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: return on_filter(wsi);
-      case LWS_CALLBACK_ESTABLISHED: return on_established(wsi, pc);
-      case LWS_CALLBACK_RECEIVE: return on_receive(wsi, pc, static_cast<const char*>(in), len);
+      case LWS_CALLBACK_ESTABLISHED: return on_established(wsi);
+      case LWS_CALLBACK_RECEIVE: return on_receive(wsi, s, static_cast<const char*>(in), len);
       case LWS_CALLBACK_RECEIVE_PONG:
-        if (pc && pc->session) core.heard(*pc->session, now_ms());
+        if (s) core.heard(*s, now_ms());
         return 0;
-      case LWS_CALLBACK_SERVER_WRITEABLE: return on_ws_writeable(wsi, pc);
+      case LWS_CALLBACK_SERVER_WRITEABLE: return on_ws_writeable(wsi, s);
       case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (pc) {
+        if (s) {
           auto* bytes = static_cast<const unsigned char*>(in);
           // A close frame without a code is reported as 1005, no close frame at all as 1006.
-          pc->peer_close_code =
+          s->peer_close_code =
               len >= 2 ? static_cast<std::uint16_t>(bytes[0] << 8 | bytes[1]) : close_code::no_status;
         }
         break;
-      case LWS_CALLBACK_CLOSED: on_closed(pc); break;
+      case LWS_CALLBACK_CLOSED: on_closed(wsi, s); break;
       default: break;
     }
-    return lws_callback_http_dummy(wsi, reason, pc, in, len);
+    return lws_callback_http_dummy(wsi, reason, s, in, len);
   }
 
   std::string healthz_body() {
@@ -431,7 +427,7 @@ struct Server::Impl final : SocketDriver {
     return body;
   }
 
-  int respond(struct lws* wsi, PerConnection* pc, unsigned status, const char* content_type, std::string body,
+  int respond(struct lws* wsi, unsigned status, const char* content_type, std::string body,
               bool set_cookie) {
     unsigned char headers[LWS_PRE + 1024];
     unsigned char *start = headers + LWS_PRE, *p = start, *end = headers + sizeof headers - 1;
@@ -448,45 +444,46 @@ struct Server::Impl final : SocketDriver {
         return 1;
     }
     if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
-    delete pc->http_body;
-    pc->http_body = new std::string(LWS_PRE, '\0');
-    pc->http_body->append(body);
-    pc->http_sent = 0;
+    auto& response = http_responses[wsi];
+    response.body.assign(LWS_PRE, '\0');
+    response.body.append(body);
+    response.sent = 0;
     lws_callback_on_writable(wsi);
     return 0;
   }
 
-  int on_http(struct lws* wsi, PerConnection* pc, const char* uri) {
+  int on_http(struct lws* wsi, const char* uri) {
     std::string_view path = uri ? uri : "";
     if (path == "/" || path == "/index.html") {
       bool has_cookie = !cookie_value(header(wsi, WSI_TOKEN_HTTP_COOKIE), session_cookie).empty();
-      return respond(wsi, pc, HTTP_STATUS_OK, "text/html; charset=utf-8", std::string(chat_page()), !has_cookie);
+      return respond(wsi, HTTP_STATUS_OK, "text/html; charset=utf-8", std::string(chat_page()), !has_cookie);
     }
     if (path == "/healthz") {
       unsigned status = core.live_workers() ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE;
-      return respond(wsi, pc, status, "application/json", healthz_body(), false);
+      return respond(wsi, status, "application/json", healthz_body(), false);
     }
-    return respond(wsi, pc, HTTP_STATUS_NOT_FOUND, "text/plain; charset=utf-8",
+    return respond(wsi, HTTP_STATUS_NOT_FOUND, "text/plain; charset=utf-8",
                    "404 not found: " + std::string(path) + "\n", false);
   }
 
-  int on_http_writeable(struct lws* wsi, PerConnection* pc) {
-    if (!pc || !pc->http_body) return 0;
+  int on_http_writeable(struct lws* wsi) {
+    auto it = http_responses.find(wsi);
+    if (it == http_responses.end()) return 0;
     constexpr std::size_t chunk = 16 * 1024;  // bounded per callback; lws buffers what the kernel refuses
-    std::string& body = *pc->http_body;
-    std::size_t left = body.size() - LWS_PRE - pc->http_sent;
+    std::string& body = it->second.body;
+    std::size_t& sent = it->second.sent;
+    std::size_t left = body.size() - LWS_PRE - sent;
     std::size_t n = left < chunk ? left : chunk;
     bool last = n == left;
     // lws_write may use the LWS_PRE bytes before `data`; they lie inside the body buffer.
-    unsigned char* data = reinterpret_cast<unsigned char*>(body.data()) + LWS_PRE + pc->http_sent;
+    unsigned char* data = reinterpret_cast<unsigned char*>(body.data()) + LWS_PRE + sent;
     if (lws_write(wsi, data, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != static_cast<int>(n)) return -1;
-    pc->http_sent += n;
+    sent += n;
     if (!last) {
       lws_callback_on_writable(wsi);
       return 0;
     }
-    delete pc->http_body;
-    pc->http_body = nullptr;
+    http_responses.erase(it);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
   }
 
@@ -510,7 +507,7 @@ struct Server::Impl final : SocketDriver {
     return 0;
   }
 
-  int on_established(struct lws* wsi, PerConnection* pc) {
+  int on_established(struct lws* wsi) {
     OpenParams params;
     params.path = header(wsi, WSI_TOKEN_GET_URI);
     params.app = app_for_path(params.path).value_or("");
@@ -542,47 +539,55 @@ struct Server::Impl final : SocketDriver {
                        reinterpret_cast<unsigned char*>(const_cast<char*>(why)), sizeof why - 1);
       return -1;
     }
-    pc->session = session;
+    lws_set_wsi_user(wsi, session);
     return 0;
   }
 
-  int close_with(struct lws* wsi, PerConnection* pc, std::uint16_t code, const std::string& reason) {
-    pc->closing_by_us = true;
-    if (pc->session) pc->session->close_code = code;
+  int close_with(struct lws* wsi, Session& s, std::uint16_t code, const std::string& reason) {
+    s.closing_by_us = true;
+    s.close_code = code;
     std::string text = reason.substr(0, 123);  // close payload is at most 125 bytes
     lws_close_reason(wsi, static_cast<lws_close_status>(code), reinterpret_cast<unsigned char*>(text.data()),
                      text.size());
     return -1;
   }
 
-  int on_receive(struct lws* wsi, PerConnection* pc, const char* data, std::size_t len) {
-    Session* s = pc ? pc->session : nullptr;
+  int on_receive(struct lws* wsi, Session* s, const char* data, std::size_t len) {
     if (!s) return -1;
-    if (pc->closing_by_us) return 0;  // we sent a close frame: later client data is moot
+    if (s->closing_by_us) return 0;  // we sent a close frame: later client data is moot
     core.heard(*s, now_ms());
     // Refuse as soon as the frame header announces too much: nothing is buffered first.
     std::size_t remaining = lws_remaining_packet_payload(wsi);
-    if (s->rx.size() + len + remaining > config.max_message_bytes) {
+    std::size_t have = s->rx ? s->rx->size() : 0;
+    if (have + len + remaining > config.max_message_bytes) {
       ++too_big_closes;
-      log::warn("closing ", s->wsid, " with 1009: message of at least ", s->rx.size() + len + remaining,
+      log::warn("closing ", s->wsid, " with 1009: message of at least ", have + len + remaining,
                 " bytes over the limit of ", config.max_message_bytes);
-      return close_with(wsi, pc, close_code::message_too_big, "message too big");
+      return close_with(wsi, *s, close_code::message_too_big, "message too big");
     }
-    if (s->rx.empty()) s->rx_binary = lws_frame_is_binary(wsi);
-    s->rx.append(data, len);
-    if (lws_is_final_fragment(wsi) && remaining == 0) {
-      std::string message;
-      message.swap(s->rx);
+    bool complete = lws_is_final_fragment(wsi) && remaining == 0;
+    if (!s->rx) {
+      // Most messages arrive whole: straight to the core, no per-socket buffer.
+      if (complete) {
+        core.client_message(*s, lws_frame_is_binary(wsi), std::string(data, len), now_ms());
+        return 0;
+      }
+      s->rx = std::make_unique<std::string>();
+      s->rx_binary = lws_frame_is_binary(wsi);
+    }
+    s->rx->append(data, len);
+    if (complete) {
+      std::string message = std::move(*s->rx);
+      s->rx.reset();
       core.client_message(*s, s->rx_binary, std::move(message), now_ms());
     }
     return 0;
   }
 
-  int on_ws_writeable(struct lws* wsi, PerConnection* pc) {
-    Session* s = pc ? pc->session : nullptr;
+  int on_ws_writeable(struct lws* wsi, Session* s) {
     if (!s) return 0;
     s->writer_woken = false;
-    if (pc->closing_by_us) return 0;  // close frame sent; waiting for the client's answer
+    if (s->closing_by_us) return 0;  // close frame sent; waiting for the client's answer
     write_buffer.assign(LWS_PRE, '\0');
     switch (core.next_output(*s, write_buffer)) {
       case GatewayCore::Output::none: return 0;
@@ -590,7 +595,7 @@ struct Server::Impl final : SocketDriver {
         // Returning -1 here makes lws 4.1 on libuv drop the socket without a close frame
         // (it does send one when -1 comes from RECEIVE), so the close frame is ours: sent raw,
         // then lws closes when the client answers it, or at the timeout.
-        pc->closing_by_us = true;
+        s->closing_by_us = true;
         append_close_frame(write_buffer, s->close_code, s->close_reason);
         lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
         break;
@@ -598,19 +603,18 @@ struct Server::Impl final : SocketDriver {
     }
     // One lws_write per WRITEABLE.
     if (!write_out(wsi, *s)) return -1;
-    if (!pc->closing_by_us && (!s->queue.empty() || s->closing || s->close_now)) request_writeable(*s);
+    if (!s->closing_by_us && (!s->queue.empty() || s->closing || s->close_now)) request_writeable(*s);
     return 0;
   }
 
-  void on_closed(PerConnection* pc) {
-    if (!pc || !pc->session) return;
-    Session* s = pc->session;
-    pc->session = nullptr;
+  void on_closed(struct lws* wsi, Session* s) {
+    if (!s) return;
+    lws_set_wsi_user(wsi, nullptr);  // the core may free the session
     if (s->flush_listed) std::erase(to_flush, s);  // the core may free it before the next flush
-    std::uint16_t code = pc->closing_by_us ? s->close_code
-                         : pc->peer_close_code ? pc->peer_close_code
+    std::uint16_t code = s->closing_by_us ? s->close_code
+                         : s->peer_close_code ? s->peer_close_code
                                                : close_code::abnormal;
-    core.session_closed(*s, code, pc->closing_by_us ? s->close_reason : std::string());
+    core.session_closed(*s, code, s->closing_by_us ? s->close_reason : std::string());
   }
 
   // --- start and stop ---
@@ -618,8 +622,10 @@ struct Server::Impl final : SocketDriver {
     auto listen = parse_host_port(config.listen);
     protocols[0].name = "switchboard";
     protocols[0].callback = &Impl::callback;
-    protocols[0].per_session_data_size = sizeof(PerConnection);
-    protocols[0].rx_buffer_size = 256;  // per-socket receive buffer; longer messages arrive in pieces
+    protocols[0].per_session_data_size = 0;  // see http_responses
+    // Per-socket receive buffer: longer messages arrive in pieces, reassembled in Session::rx.
+    // Not below 125: lws handles control frames (close, ping) only whole within this buffer.
+    protocols[0].rx_buffer_size = 128;
     // lws caps one send at tx_packet_size, or at rx_buffer_size when that is 0: without this a
     // coalesced 64 KiB write would leave in 276-byte pieces, each needing another WRITEABLE.
     protocols[0].tx_packet_size = config.max_write_batch_bytes + 1024;
@@ -752,8 +758,7 @@ struct Server::Impl final : SocketDriver {
     // Sockets still open (clients that did not answer the close frame in time): report their
     // close to the workers now, since lws tears them down after our pool is gone.
     for (Session* s : core.open_sessions()) {
-      auto* pc = static_cast<PerConnection*>(lws_wsi_user(static_cast<struct lws*>(s->transport)));
-      if (pc) pc->session = nullptr;
+      lws_set_wsi_user(static_cast<struct lws*>(s->transport), nullptr);
       if (s->flush_listed) std::erase(to_flush, s);
       core.session_closed(*s, close_code::going_away, "gateway shutting down");
     }

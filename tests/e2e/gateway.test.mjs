@@ -95,6 +95,31 @@ test('the echo app echoes text and binary', T, async () => {
   assert.ok(b.data.equals(bytes), 'binary echoed byte for byte');
 });
 
+test('messages longer than the receive buffer arrive whole, fragmented or not', T, async () => {
+  // The gateway reads 128 bytes per piece (rx_buffer_size) and reassembles.
+  const c = await raw('/echo');
+  const text = 'Grüße 🎉 '.repeat(40);  // ~480 bytes, multi-byte characters across piece borders
+  c.sendRaw(text);
+  const whole = await c.take(() => true, { what: 'echoed long text' });
+  assert.equal(whole.data.toString('utf8'), text);
+  const bytes = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7) & 0xff));
+  c.ws.send(bytes.subarray(0, 100), { binary: true, fin: false });
+  c.ws.send(bytes.subarray(100, 250), { binary: true, fin: false });
+  c.ws.send(bytes.subarray(250), { binary: true, fin: true });
+  const b = await c.take(() => true, { what: 'echoed fragmented binary' });
+  assert.equal(b.binary, true);
+  assert.ok(b.data.equals(bytes), 'fragments reassembled byte for byte');
+});
+
+test('a ping with the largest control payload (125 bytes) gets it back in the pong', T, async () => {
+  const c = await raw('/echo');
+  const payload = Buffer.from('p'.repeat(120) + '12345');
+  const pong = new Promise((resolve) => c.ws.once('pong', resolve));
+  c.ws.ping(payload);
+  const data = await pong;
+  assert.ok(Buffer.from(data).equals(payload), `pong payload ${data.length} bytes`);
+});
+
 test('the broadcast app fans out byte for byte to the room only', T, async () => {
   const room = uniqueRoom('bcast');
   const members = [];
