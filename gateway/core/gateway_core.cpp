@@ -11,6 +11,8 @@ namespace sb::gateway {
 
 GatewayCore::GatewayCore(GatewayConfig config, std::uint64_t epoch, SocketDriver& driver)
     : config_(std::move(config)), epoch_(epoch), driver_(driver) {
+  wsid_prefix_ = make_wsid(config_.gateway_id, epoch_, 0);
+  wsid_prefix_.pop_back();  // the counter's "0": a WSID is this prefix plus its counter in base 36
   limits_.max_bytes = config_.max_pool_message_bytes;
   limits_.max_string = config_.max_pool_message_bytes;
   // FIN + opcode 9 (ping) with a 1-byte payload, unmasked as server frames are. Not empty: lws
@@ -23,22 +25,39 @@ GatewayCore::AppState GatewayCore::app_state(const std::string& app) {
   return known_apps_.count(app) ? AppState::unavailable : AppState::unknown;
 }
 
+std::optional<std::uint64_t> GatewayCore::counter_of(std::string_view wsid) const {
+  if (wsid.size() <= wsid_prefix_.size() || wsid.substr(0, wsid_prefix_.size()) != wsid_prefix_) return std::nullopt;
+  auto digits = wsid.substr(wsid_prefix_.size());
+  auto counter = from_base36(digits);
+  // One spelling per WSID: "x.y.0a" is not "x.y.a".
+  if (!counter || to_base36(*counter) != digits) return std::nullopt;
+  return counter;
+}
+
 Session* GatewayCore::find(std::string_view wsid) {
-  auto it = sessions_.find(wsid);
-  return it == sessions_.end() ? nullptr : it->second.get();
+  auto counter = counter_of(wsid);
+  if (!counter) return nullptr;
+  auto it = sessions_.find(*counter);
+  return it == sessions_.end() ? nullptr : &it->second;
 }
 
 std::vector<Session*> GatewayCore::open_sessions() {
   std::vector<Session*> out;
   out.reserve(sessions_.size());
-  for (auto& [wsid, session] : sessions_) out.push_back(session.get());
+  for (auto& [counter, session] : sessions_) out.push_back(&session);
   return out;
 }
 
-Session* GatewayCore::find_any(const std::string& wsid) {
-  if (auto it = sessions_.find(wsid); it != sessions_.end()) return it->second.get();
-  if (auto it = closed_.find(wsid); it != closed_.end()) return it->second.get();
+Session* GatewayCore::find_any(std::string_view wsid) {
+  auto counter = counter_of(wsid);
+  if (!counter) return nullptr;
+  if (auto it = sessions_.find(*counter); it != sessions_.end()) return &it->second;
+  if (auto it = closed_.find(*counter); it != closed_.end()) return &it->second;
   return nullptr;
+}
+
+Interned GatewayCore::intern_worker(const std::string& routing_id) {
+  return Interned(*worker_ids_.insert(routing_id).first);
 }
 
 void GatewayCore::send(const std::string& routing_id, const proto::Envelope& envelope) {
@@ -51,7 +70,7 @@ void GatewayCore::send_event(Session& session, proto::Envelope&& event, std::uin
   PendingEvent pending{seq, proto::encode(event)};
   session.unacked_bytes += pending.body.size();
   if (!session.worker.empty()) {
-    outbox_[session.worker].push_back(pending.body);
+    outbox_[session.worker.str()].push_back(pending.body);
     ++outbox_pending_;
   }
   session.unacked.push_back(std::move(pending));
@@ -64,20 +83,22 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
     log::warn("no live worker serves app '", params.app, "': refusing socket from ", params.remote_address);
     return nullptr;
   }
-  auto session = std::make_unique<Session>();
-  session->wsid = make_wsid(config_.gateway_id, epoch_, next_counter_++);
-  session->app = params.app;
-  session->query = params.query;
+  std::uint64_t counter = next_counter_++;
+  Session* session = &sessions_.try_emplace(counter).first->second;
+  session->counter = counter;
+  session->wsid_prefix = &wsid_prefix_;
+  session->app = Interned(*known_apps_.insert(params.app).first);
+  if (!params.query.empty()) session->query = std::make_unique<std::string>(params.query);
   const proto::AppInfo* info = workers_.app_info(params.app);
   session->dedicated = info && info->mode == proto::AppMode::dedicated;
-  session->worker = worker->routing_id;
+  session->worker = intern_worker(worker->routing_id);
   session->transport = params.transport;
   session->last_activity_ms = now_ms;
   session->last_heard_ms = now_ms;
   ++worker->sockets;
 
   proto::Open open;
-  open.wsid = session->wsid;
+  open.wsid = session->wsid();
   open.app = std::move(params.app);
   open.path = std::move(params.path);
   open.query = std::move(params.query);
@@ -89,19 +110,17 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
   send_event(*session, std::move(open), 0);
 
   ++counters_.sockets_opened;
-  log::debug("open ", session->wsid, " app=", session->app, " worker=", session->worker);
-  Session* raw = session.get();
-  raw->ping_slot = ping_ring_.size();
-  ping_ring_.push_back(raw);
-  sessions_.emplace(std::string_view(raw->wsid), std::move(session));
-  return raw;
+  log::debug("open ", open.wsid, " app=", session->app.str(), " worker=", session->worker.str());
+  session->ping_slot = static_cast<std::uint32_t>(ping_ring_.size());
+  ping_ring_.push_back(session);
+  return session;
 }
 
 void GatewayCore::client_message(Session& session, bool binary, std::string payload, std::int64_t now_ms) {
   session.last_activity_ms = now_ms;
   heard(session, now_ms);
   std::uint64_t seq = session.next_seq++;
-  send_event(session, proto::Message{session.wsid, seq, binary, std::move(payload)}, seq);
+  send_event(session, proto::Message{session.wsid(), seq, binary, std::move(payload)}, seq);
   ++counters_.messages_in;
   // Backpressure instead of loss: stop reading this client until the workers catch up.
   if (!session.reading_paused && (session.unacked_bytes > config_.max_unacked_bytes ||
@@ -120,26 +139,28 @@ void GatewayCore::session_closed(Session& session, std::uint16_t code, std::stri
     members.erase(std::remove(members.begin(), members.end(), &session), members.end());
     if (members.empty()) topics_.erase(it);
   }
-  session.topics.clear();
+  std::vector<std::string>().swap(session.topics);
   session.queue.clear();
+  session.rx.reset();
   session.transport = nullptr;
   leave_ping_ring(session);
   if (!session.worker.empty())
     if (auto* w = workers_.find(session.worker); w && w->sockets > 0) --w->sockets;
   std::uint64_t seq = session.next_seq++;
-  send_event(session, proto::Close{session.wsid, code, std::string(reason)}, seq);
+  send_event(session, proto::Close{session.wsid(), code, std::string(reason)}, seq);
   if (session.worker.empty()) take_over(session);
   ++counters_.sockets_closed;
-  log::debug("closed ", session.wsid, " code=", code);
+  log::debug("closed ", session.wsid(), " code=", code);
 
-  auto node = sessions_.extract(session.wsid);
-  closed_order_.emplace_back(node.key());
+  auto node = sessions_.extract(session.counter);
+  closed_order_.push_back(node.key());
   closed_.insert(std::move(node));
   // Bounded: with no worker for a long time the oldest closes are given up, and counted.
   while (closed_.size() > config_.max_closed_pending && !closed_order_.empty()) {
     if (closed_.erase(closed_order_.front())) {
       ++counters_.orphan_closes_dropped;
-      log::warn("dropping the close of ", closed_order_.front(), ": no worker acknowledged it in time");
+      log::warn("dropping the close of ", wsid_prefix_, to_base36(closed_order_.front()),
+                ": no worker acknowledged it in time");
     }
     closed_order_.pop_front();
   }
@@ -158,27 +179,27 @@ void GatewayCore::close_soon(Session& session, std::uint16_t code, std::string r
   if (session.closing || session.close_now || !session.transport) return;
   session.closing = true;
   session.close_code = code;
-  session.close_reason = std::move(reason);
+  session.close_reason_text = std::make_unique<std::string>(std::move(reason));
   driver_.wake_writer(session);
 }
 
 void GatewayCore::close_unflushed(Session& session, std::uint16_t code, std::string reason) {
   session.close_now = true;
   session.close_code = code;
-  session.close_reason = std::move(reason);
+  session.close_reason_text = std::make_unique<std::string>(std::move(reason));
   session.queue.clear();  // not flushed: the peer is not reading
   driver_.wake_writer(session);
 }
 
 void GatewayCore::close_all(std::uint16_t code, const std::string& reason) {
-  for (auto& [wsid, session] : sessions_) close_soon(*session, code, reason);
+  for (auto& [counter, session] : sessions_) close_soon(session, code, reason);
 }
 
 void GatewayCore::enqueue(Session& session, const Frame& frame) {
   if (session.close_now || session.closing) return;
   if (!session.queue.push(frame, config_.max_queue_bytes)) {
     ++counters_.slow_consumer_closes;
-    log::warn("slow consumer ", session.wsid, ": ", session.queue.bytes(), " bytes queued, closing with 4008");
+    log::warn("slow consumer ", session.wsid(), ": ", session.queue.bytes(), " bytes queued, closing with 4008");
     close_unflushed(session, close_code::slow_consumer, "slow consumer");
     return;
   }
@@ -254,10 +275,12 @@ void GatewayCore::on_publish(proto::Publish& publish) {
   auto it = topics_.find(publish.topic);
   if (it == topics_.end()) return;
   auto frame = std::make_shared<const std::string>(make_frame(publish.payload, publish.binary));
+  // A WSID of another gateway (or epoch) excludes nobody here.
+  auto except = publish.except_wsid.empty() ? std::nullopt : counter_of(publish.except_wsid);
   // enqueue never changes topic membership (a full queue closes the socket later), so the
   // subscriber list stays valid while we walk it.
   for (Session* s : it->second)
-    if (publish.except_wsid.empty() || s->wsid != publish.except_wsid) enqueue(*s, frame);
+    if (!except || s->counter != *except) enqueue(*s, frame);
 }
 
 void GatewayCore::on_ack(const std::string& from, const proto::Ack& ack) {
@@ -280,35 +303,35 @@ void GatewayCore::on_ack(const std::string& from, const proto::Ack& ack) {
     if (s->transport) driver_.set_reading(*s, true);
   }
   if (!s->transport && s->unacked.empty()) {
-    closed_.erase(ack.wsid);  // its CLOSE is acknowledged: on_close ran
+    closed_.erase(s->counter);  // its CLOSE is acknowledged: on_close ran
     if (closed_order_.size() > 2 * closed_.size() + 1024) {
-      std::deque<std::string> live;
-      for (auto& wsid : closed_order_)
-        if (closed_.count(wsid)) live.push_back(std::move(wsid));
+      std::deque<std::uint64_t> live;
+      for (auto counter : closed_order_)
+        if (closed_.count(counter)) live.push_back(counter);
       closed_order_.swap(live);
     }
   }
 }
 
 bool GatewayCore::take_over(Session& session) {
-  WorkerEntry* worker = workers_.pick(session.app);
+  WorkerEntry* worker = workers_.pick(session.app.str());
   if (!worker) return false;
-  session.worker = worker->routing_id;
+  session.worker = intern_worker(worker->routing_id);
   if (session.transport) ++worker->sockets;
   // If the original OPEN (event 0) is still unacknowledged it goes out again as it was;
   // otherwise the new worker gets a take-over OPEN.
   bool open_pending = !session.unacked.empty() && session.unacked.front().seq == 0;
   if (!open_pending) {
     proto::Open open;
-    open.wsid = session.wsid;
-    open.app = session.app;
-    open.query = session.query;
+    open.wsid = session.wsid();
+    open.app = session.app.str();
+    if (session.query) open.query = *session.query;
     open.resume = true;
     open.acked_seq = session.acked_seq;
-    send(session.worker, open);
+    send(session.worker.str(), open);
   }
   for (const auto& event : session.unacked) {
-    outbox_[session.worker].push_back(event.body);
+    outbox_[session.worker.str()].push_back(event.body);
     ++outbox_pending_;
   }
   ++counters_.sessions_moved;
@@ -319,8 +342,8 @@ bool GatewayCore::take_over(Session& session) {
 void GatewayCore::take_over_waiting() {
   std::size_t moved = 0;
   for (auto* map : {&sessions_, &closed_})
-    for (auto& [wsid, session] : *map)
-      if (session->worker.empty() && take_over(*session)) ++moved;
+    for (auto& [counter, session] : *map)
+      if (session.worker.empty() && take_over(session)) ++moved;
   if (moved) log::info(moved, " sockets waiting for a worker were taken over");
 }
 
@@ -328,19 +351,21 @@ void GatewayCore::release_worker(const std::string& routing_id, bool dead) {
   if (dead) outbox_.erase(routing_id);  // nothing more can reach it
   std::size_t moved = 0, waiting = 0, closed = 0;
   for (auto* map : {&sessions_, &closed_}) {
-    for (auto& [wsid, session] : *map) {
-      if (session->worker != routing_id) continue;
-      session->worker.clear();
-      if (session->dedicated && session->transport) {
+    for (auto& [counter, session] : *map) {
+      if (session.worker != routing_id) continue;
+      session.worker.clear();
+      if (session.dedicated && session.transport) {
         // Pinned to that worker: the browser must reconnect. Its CLOSE still reaches a worker.
         ++counters_.dedicated_closed;
         ++closed;
-        close_soon(*session, close_code::service_restart, "worker lost");
+        close_soon(session, close_code::service_restart, "worker lost");
       }
-      if (take_over(*session)) ++moved;
+      if (take_over(session)) ++moved;
       else ++waiting;
     }
   }
+  // No session names a dead worker any more. (A drained one stays registered until it goes.)
+  if (dead && !workers_.find(routing_id)) worker_ids_.erase(routing_id);
   log::warn("worker '", routing_id, "' ", dead ? "lost" : "drained", ": ", moved, " sockets moved, ", waiting,
             " waiting for a worker, ", closed, " dedicated sockets closed with 1012");
 }
@@ -481,7 +506,7 @@ void GatewayCore::ping_some(std::int64_t now_ms) {
       // A ping at least one interval old got no answer (nor anything else): a half-open
       // connection or a frozen client.
       ++counters_.ping_timeouts;
-      log::info("ping timeout ", session.wsid, ": silent for ", silent, " ms, closing with 4009");
+      log::info("ping timeout ", session.wsid(), ": silent for ", silent, " ms, closing with 4009");
       close_unflushed(session, close_code::ping_timeout, "ping timeout");
     } else if (session.ping_sent_ms == 0 && silent >= interval) {
       ++counters_.pings_sent;
@@ -509,14 +534,14 @@ void GatewayCore::tick(std::int64_t now_ms) {
   for (const auto& [id, w] : workers_.all())
     for (const auto& app : w.apps) any_idle_timeout |= app.idle_timeout_ms != 0;
   if (!any_idle_timeout) return;
-  for (auto& [wsid, session] : sessions_) {
-    if (session->worker.empty()) continue;
-    const proto::AppInfo* info = workers_.app_info(session->app);
+  for (auto& [counter, session] : sessions_) {
+    if (session.worker.empty()) continue;
+    const proto::AppInfo* info = workers_.app_info(session.app.str());
     if (!info || info->idle_timeout_ms == 0) continue;
-    if (now_ms - session->last_activity_ms < static_cast<std::int64_t>(info->idle_timeout_ms)) continue;
-    session->last_activity_ms = now_ms;
+    if (now_ms - session.last_activity_ms < static_cast<std::int64_t>(info->idle_timeout_ms)) continue;
+    session.last_activity_ms = now_ms;
     ++counters_.idle_events;
-    send(session->worker, proto::Idle{std::string(wsid)});
+    send(session.worker.str(), proto::Idle{session.wsid()});
   }
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -18,7 +19,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/wsid.hpp"
 #include "gateway/core/gateway_config.hpp"
+#include "gateway/core/interned.hpp"
 #include "gateway/core/send_queue.hpp"
 #include "gateway/core/worker_registry.hpp"
 #include "proto/codec.hpp"
@@ -31,34 +34,43 @@ struct PendingEvent {
   std::string body;  // encoded MESSAGE or CLOSE
 };
 
+// One per open socket, plus closed ones until a worker acknowledges their CLOSE. Idle sockets
+// dominate the gateway's memory, so this stays small (~220 bytes): names are Interned, the
+// WSID is its counter, and what only some sockets need is allocated when they need it.
 struct Session {
-  std::string wsid;
-  std::string app;
-  std::string query;              // kept for take-over OPENs
-  bool dedicated = false;         // pinned: its worker's loss closes the socket (1012)
-  std::string worker;             // routing id of the worker serving it; "" while none is live
-  std::uint64_t next_seq = 1;     // sequence number of the next event (MESSAGE, then CLOSE)
-  std::uint64_t acked_seq = 0;    // highest seq the current worker acknowledged
+  std::uint64_t counter = 0;                  // the WSID's last part, and the sessions' map key
+  const std::string* wsid_prefix = nullptr;   // "<gateway-id>.<epoch>.", the core's own
+  std::string wsid() const { return *wsid_prefix + to_base36(counter); }
+  Interned app;
+  Interned worker;                  // routing id of the worker serving it; empty while none is live
+  std::unique_ptr<std::string> query;  // kept for take-over OPENs; null when there is none
+  std::uint64_t next_seq = 1;       // sequence number of the next event (MESSAGE, then CLOSE)
+  std::uint64_t acked_seq = 0;      // highest seq the current worker acknowledged
   std::vector<PendingEvent> unacked;  // oldest first; usually 0-2 entries
   std::size_t unacked_bytes = 0;
-  bool reading_paused = false;    // client reads paused: too much unacknowledged
   SendQueue queue;
   std::vector<std::string> topics;
-  bool closing = false;           // close once the queue is flushed (END, dedicated worker lost)
-  bool close_now = false;         // close without flushing (slow consumer)
-  std::uint16_t close_code = 0;
-  std::string close_reason;
+  std::unique_ptr<std::string> close_reason_text;  // set with close_code when we close it
+  const std::string& close_reason() const {
+    static const std::string none;
+    return close_reason_text ? *close_reason_text : none;
+  }
   std::int64_t last_activity_ms = 0;  // for idle events
   std::int64_t last_heard_ms = 0;     // any frame from the client, pongs included (keep-alive)
-  std::size_t ping_slot = 0;          // index in the core's ping ring
   std::int64_t ping_sent_ms = 0;      // unanswered keep-alive ping sent then; 0 = none
+  std::uint32_t ping_slot = 0;        // index in the core's ping ring
+  std::uint16_t close_code = 0;
+  bool dedicated = false;         // pinned: its worker's loss closes the socket (1012)
+  bool reading_paused = false;    // client reads paused: too much unacknowledged
+  bool closing = false;           // close once the queue is flushed (END, dedicated worker lost)
+  bool close_now = false;         // close without flushing (slow consumer)
   // Owned by the shell (I/O state, never read by the core):
-  void* transport = nullptr;      // struct lws*; nullptr once the socket is gone
   bool writer_woken = false;      // a WRITEABLE callback is already requested
   bool flush_listed = false;      // in the shell's list of sockets to write to this loop turn
   bool rx_binary = false;         // opcode of the message being reassembled
   bool closing_by_us = false;     // our close frame is out: ignore the client's data
   std::uint16_t peer_close_code = 0;  // from the client's close frame, if any
+  void* transport = nullptr;      // struct lws*; nullptr once the socket is gone
   std::unique_ptr<std::string> rx;    // a message arriving in pieces; null between messages
 };
 
@@ -161,6 +173,8 @@ class GatewayCore {
   void close_all(std::uint16_t code, const std::string& reason);
 
   Session* find(std::string_view wsid);
+  // The counter of a WSID of this gateway and epoch; nullopt for any other string.
+  std::optional<std::uint64_t> counter_of(std::string_view wsid) const;
   std::vector<Session*> open_sessions();
 
  private:
@@ -188,7 +202,8 @@ class GatewayCore {
   void welcome_stranger(const std::string& routing_id, std::int64_t now_ms);
   void ping_some(std::int64_t now_ms);
   void leave_ping_ring(Session& session);
-  Session* find_any(const std::string& wsid);  // open or closed-pending
+  Session* find_any(std::string_view wsid);  // open or closed-pending
+  Interned intern_worker(const std::string& routing_id);
 
   GatewayConfig config_;
   std::uint64_t epoch_;
@@ -196,13 +211,17 @@ class GatewayCore {
   std::uint64_t next_counter_ = 1;
   std::int64_t last_heartbeat_ms_ = 0;
   WorkerRegistry workers_;
-  std::unordered_set<std::string> known_apps_;
-  // Keys view the Session's own wsid (stable: sessions live behind unique_ptr and their wsid
-  // never changes), so idle sockets do not pay for a second copy of every WSID.
-  using SessionMap = std::unordered_map<std::string_view, std::unique_ptr<Session>>;
-  SessionMap sessions_;  // open sockets, by WSID
+  std::string wsid_prefix_;                    // "<gateway-id>.<epoch>."
+  std::unordered_set<std::string> known_apps_;  // sessions' Interned app names point here
+  // Routing ids of registered workers; sessions' Interned worker ids point here. An id leaves
+  // when its worker is declared dead (no session names it after release_worker).
+  std::unordered_set<std::string> worker_ids_;
+  // Sessions live in the map nodes (addresses stable, also across extract/insert between the
+  // two maps), keyed by their WSID counter.
+  using SessionMap = std::unordered_map<std::uint64_t, Session>;
+  SessionMap sessions_;  // open sockets
   SessionMap closed_;    // closed, CLOSE not acked
-  std::deque<std::string> closed_order_;                                // oldest first, for the cap
+  std::deque<std::uint64_t> closed_order_;                              // oldest first, for the cap
   std::size_t waiting_for_worker_ = 0;  // sessions (open or closed) with no worker
   std::unordered_map<std::string, std::vector<Session*>> topics_;       // topic -> subscribers
   std::unordered_map<std::string, std::vector<std::string>> outbox_;

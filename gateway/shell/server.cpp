@@ -168,7 +168,7 @@ struct Server::Impl final : SocketDriver {
     std::size_t n = write_buffer.size() - LWS_PRE;
     int written = lws_write(wsi, reinterpret_cast<unsigned char*>(write_buffer.data()) + LWS_PRE, n, LWS_WRITE_RAW);
     if (written >= static_cast<int>(n)) return true;
-    log::warn("write to ", s.wsid, " failed (", written, " of ", n, " bytes)");
+    log::warn("write to ", s.wsid(), " failed (", written, " of ", n, " bytes)");
     return false;
   }
 
@@ -561,7 +561,7 @@ struct Server::Impl final : SocketDriver {
     std::size_t have = s->rx ? s->rx->size() : 0;
     if (have + len + remaining > config.max_message_bytes) {
       ++too_big_closes;
-      log::warn("closing ", s->wsid, " with 1009: message of at least ", have + len + remaining,
+      log::warn("closing ", s->wsid(), " with 1009: message of at least ", have + len + remaining,
                 " bytes over the limit of ", config.max_message_bytes);
       return close_with(wsi, *s, close_code::message_too_big, "message too big");
     }
@@ -596,7 +596,7 @@ struct Server::Impl final : SocketDriver {
         // (it does send one when -1 comes from RECEIVE), so the close frame is ours: sent raw,
         // then lws closes when the client answers it, or at the timeout.
         s->closing_by_us = true;
-        append_close_frame(write_buffer, s->close_code, s->close_reason);
+        append_close_frame(write_buffer, s->close_code, s->close_reason());
         lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
         break;
       case GatewayCore::Output::data: break;
@@ -614,7 +614,7 @@ struct Server::Impl final : SocketDriver {
     std::uint16_t code = s->closing_by_us ? s->close_code
                          : s->peer_close_code ? s->peer_close_code
                                                : close_code::abnormal;
-    core.session_closed(*s, code, s->closing_by_us ? s->close_reason : std::string());
+    core.session_closed(*s, code, s->closing_by_us ? s->close_reason() : std::string());
   }
 
   // --- start and stop ---

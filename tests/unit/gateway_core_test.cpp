@@ -18,7 +18,7 @@ struct FakeDriver : SocketDriver {
   std::vector<Session*> woken;
   std::vector<std::pair<std::string, bool>> reading;  // (wsid, enabled) calls
   void wake_writer(Session& s) override { woken.push_back(&s); }
-  void set_reading(Session& s, bool enabled) override { reading.emplace_back(s.wsid, enabled); }
+  void set_reading(Session& s, bool enabled) override { reading.emplace_back(s.wsid(), enabled); }
 };
 
 GatewayConfig test_config() {
@@ -89,6 +89,63 @@ TEST_CASE("HELLO registers a worker and is answered with WELCOME carrying id and
   CHECK(std::get<proto::Welcome>(again[0]).registered);  // still known: its earlier events stand
 }
 
+TEST_CASE("only WSIDs of this gateway and epoch, spelled as issued, find a session") {
+  Fixture f;
+  f.hello("w1");
+  f.take("w1");
+  Session* a = nullptr;
+  for (int i = 0; i < 11; ++i) a = f.open();  // counter 11: "b" in base 36
+  REQUIRE(a);
+  std::string wsid = a->wsid();
+  CHECK(f.core.find(wsid) == a);
+  auto parts = parse_wsid(wsid);
+  REQUIRE(parts);
+  CHECK(f.core.find(make_wsid(parts->gateway_id, parts->epoch, parts->counter)) == a);
+  CHECK(f.core.find(make_wsid("other", parts->epoch, parts->counter)) == nullptr);
+  CHECK(f.core.find(make_wsid(parts->gateway_id, parts->epoch + 1, parts->counter)) == nullptr);
+  std::string prefix = wsid.substr(0, wsid.size() - 1);
+  CHECK(f.core.find(prefix + "0b") == nullptr);  // not the issued spelling
+  CHECK(f.core.find(prefix + "B") == nullptr);
+  CHECK(f.core.find(prefix) == nullptr);
+  CHECK(f.core.find(wsid + ".b") == nullptr);
+  // A command for a WSID this gateway never issued is answered GONE, as before.
+  f.take("w1");  // the OPENs
+  f.from("w1", proto::End{prefix + "0b", 1000, ""});
+  auto sent = f.take("w1");
+  REQUIRE(sent.size() == 1);
+  CHECK(std::get<proto::Gone>(sent[0]).wsid == prefix + "0b");
+}
+
+TEST_CASE("a PUBLISH that excludes another gateway's WSID reaches every member here") {
+  Fixture f;
+  f.hello("w1");
+  Session* a = f.open();
+  Session* b = f.open();
+  for (Session* s : {a, b}) f.from("w1", proto::Subscribe{s->wsid(), "room"});
+  auto parts = parse_wsid(a->wsid());
+  REQUIRE(parts);
+  // Same counter as `a`, other gateway: excludes nobody here.
+  f.from("w1", proto::Publish{"room", false, "hi", make_wsid("gw-other", parts->epoch, parts->counter)});
+  CHECK(f.drain(*a) == make_frame("hi", false));
+  CHECK(f.drain(*b) == make_frame("hi", false));
+  f.from("w1", proto::Publish{"room", false, "yo", a->wsid()});
+  CHECK(f.drain(*a).empty());
+  CHECK(f.drain(*b) == make_frame("yo", false));
+}
+
+TEST_CASE("an idle session stays small (memory per idle socket, bench S3)") {
+  // Guards the layout: every byte here is paid by each of up to 19 000 idle sockets.
+  CHECK(sizeof(Session) <= 224);
+  Fixture f;
+  f.hello("w1");
+  Session* s = f.open();
+  REQUIRE(s);
+  CHECK(s->query);  // "room=a" is kept for take-overs
+  CHECK(s->close_reason().empty());
+  CHECK_FALSE(s->close_reason_text);  // allocated only when the socket is being closed
+  CHECK_FALSE(s->rx);
+}
+
 TEST_CASE("HELLO with another protocol version is ignored and counted") {
   Fixture f;
   f.from("w1", proto::Hello{proto::protocol_version + 1, "w1", {{"chat", proto::AppMode::shared, 0}}});
@@ -120,9 +177,9 @@ TEST_CASE("OPEN goes to the least-loaded worker; WSIDs are unique and name this 
   Session* b = f.open();
   REQUIRE(a);
   REQUIRE(b);
-  CHECK(a->wsid != b->wsid);
+  CHECK(a->wsid() != b->wsid());
   CHECK(a->worker != b->worker);  // spread over both
-  auto parts = parse_wsid(a->wsid);
+  auto parts = parse_wsid(a->wsid());
   REQUIRE(parts);
   CHECK(parts->gateway_id == "gwt");
   CHECK(parts->epoch == 42);
@@ -130,7 +187,7 @@ TEST_CASE("OPEN goes to the least-loaded worker; WSIDs are unique and name this 
   REQUIRE(sent.size() == 1);
   auto* open = std::get_if<proto::Open>(&sent[0]);
   REQUIRE(open);
-  CHECK(open->wsid == a->wsid);
+  CHECK(open->wsid == a->wsid());
   CHECK(open->app == "chat");
   CHECK(open->query == "room=a");
 }
@@ -162,7 +219,7 @@ TEST_CASE("WRITE from any worker reaches the socket; unknown targets get GONE") 
   f.take("w1");
   f.take("w2");
   std::string other = s->worker == "w1" ? "w2" : "w1";
-  f.from(other, proto::Write{{s->wsid, "gwt.1.1"}, false, "hello"});
+  f.from(other, proto::Write{{s->wsid(), "gwt.1.1"}, false, "hello"});
   CHECK(f.drain(*s) == make_frame("hello", false));
   auto back = f.take(other);
   REQUIRE(back.size() == 1);
@@ -174,11 +231,11 @@ TEST_CASE("frames are coalesced up to the batch size but a large frame still goe
   Fixture f;
   f.hello("w1");
   Session* s = f.open();
-  for (int i = 0; i < 5; ++i) f.from("w1", proto::Write{{s->wsid}, false, "0123456789"});  // 12-byte frames
+  for (int i = 0; i < 5; ++i) f.from("w1", proto::Write{{s->wsid()}, false, "0123456789"});  // 12-byte frames
   std::string first;
   REQUIRE(f.core.next_output(*s, first) == GatewayCore::Output::data);
   CHECK(first.size() == 60);  // 5 x 12 <= 64
-  f.from("w1", proto::Write{{s->wsid}, true, std::string(200, 'x')});
+  f.from("w1", proto::Write{{s->wsid()}, true, std::string(200, 'x')});
   std::string big;
   REQUIRE(f.core.next_output(*s, big) == GatewayCore::Output::data);
   CHECK(big.size() == 204);
@@ -192,8 +249,8 @@ TEST_CASE("PUBLISH frames once for every subscriber but the excepted one; closed
   Session* a = f.open();
   Session* b = f.open();
   Session* c = f.open();
-  for (Session* s : {a, b, c}) f.from("w1", proto::Subscribe{s->wsid, "room"});
-  f.from("w1", proto::Publish{"room", false, "hi", b->wsid});
+  for (Session* s : {a, b, c}) f.from("w1", proto::Subscribe{s->wsid(), "room"});
+  f.from("w1", proto::Publish{"room", false, "hi", b->wsid()});
   CHECK(f.drain(*a) == make_frame("hi", false));
   CHECK(f.drain(*b).empty());
   CHECK(f.drain(*c) == make_frame("hi", false));
@@ -201,7 +258,7 @@ TEST_CASE("PUBLISH frames once for every subscriber but the excepted one; closed
   f.from("w1", proto::Publish{"room", false, "again", ""});
   CHECK(f.drain(*a) == make_frame("again", false));
   CHECK(f.drain(*b) == make_frame("again", false));
-  f.from("w1", proto::Unsubscribe{a->wsid, "room"});
+  f.from("w1", proto::Unsubscribe{a->wsid(), "room"});
   f.from("w1", proto::Publish{"room", false, "third", ""});
   CHECK(f.drain(*a).empty());
   CHECK(f.drain(*b) == make_frame("third", false));
@@ -223,22 +280,22 @@ TEST_CASE("END flushes queued frames first, then closes with the code") {
   Fixture f;
   f.hello("w1");
   Session* s = f.open();
-  f.from("w1", proto::Write{{s->wsid}, false, "last words"});
-  f.from("w1", proto::End{s->wsid, 4100, "bye"});
+  f.from("w1", proto::Write{{s->wsid()}, false, "last words"});
+  f.from("w1", proto::End{s->wsid(), 4100, "bye"});
   std::string out;
   CHECK(f.core.next_output(*s, out) == GatewayCore::Output::data);
   CHECK(out == make_frame("last words", false));
   out.clear();
   CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
   CHECK(s->close_code == 4100);
-  CHECK(s->close_reason == "bye");
+  CHECK(s->close_reason() == "bye");
 }
 
 TEST_CASE("END with a code that may not be sent becomes 1000") {
   Fixture f;
   f.hello("w1");
   Session* s = f.open();
-  f.from("w1", proto::End{s->wsid, 1006, "x"});
+  f.from("w1", proto::End{s->wsid(), 1006, "x"});
   std::string out;
   CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
   CHECK(s->close_code == 1000);
@@ -249,9 +306,9 @@ TEST_CASE("a full send queue closes the socket with 4008 and counts it") {
   f.hello("w1");
   Session* s = f.open();
   std::string payload(400, 'x');
-  f.from("w1", proto::Write{{s->wsid}, false, payload});
-  f.from("w1", proto::Write{{s->wsid}, false, payload});
-  f.from("w1", proto::Write{{s->wsid}, false, payload});  // 3 x 404 > 1000
+  f.from("w1", proto::Write{{s->wsid()}, false, payload});
+  f.from("w1", proto::Write{{s->wsid()}, false, payload});
+  f.from("w1", proto::Write{{s->wsid()}, false, payload});  // 3 x 404 > 1000
   std::string out;
   CHECK(f.core.next_output(*s, out) == GatewayCore::Output::close);
   CHECK(s->close_code == close_code::slow_consumer);
@@ -262,7 +319,7 @@ TEST_CASE("closing a socket sends CLOSE to its worker with the code") {
   Fixture f;
   f.hello("w1");
   Session* s = f.open();
-  std::string wsid = s->wsid;
+  std::string wsid = s->wsid();
   f.take("w1");
   f.core.session_closed(*s, 1001, "tab closed");
   auto sent = f.take("w1");
@@ -330,7 +387,7 @@ TEST_CASE("QUERY is answered with STATUS") {
   f.hello("w1");
   Session* s = f.open();
   f.take("w1");
-  f.from("w1", proto::Query{s->wsid});
+  f.from("w1", proto::Query{s->wsid()});
   f.from("w1", proto::Query{"gwt.1.zz"});
   auto sent = f.take("w1");
   REQUIRE(sent.size() == 2);
@@ -366,7 +423,7 @@ TEST_CASE("close_all closes every socket after its queue") {
   f.hello("w1");
   Session* a = f.open();
   Session* b = f.open();
-  f.from("w1", proto::Write{{a->wsid}, false, "x"});
+  f.from("w1", proto::Write{{a->wsid()}, false, "x"});
   f.core.close_all(close_code::going_away, "bye");
   std::string out;
   CHECK(f.core.next_output(*a, out) == GatewayCore::Output::data);
@@ -391,7 +448,7 @@ TEST_CASE("ACKs trim the unacknowledged events; a CLOSE stays until acknowledged
   Fixture f;
   f.hello("w1");
   Session* s = f.open();
-  std::string wsid = s->wsid;
+  std::string wsid = s->wsid();
   CHECK(s->unacked.size() == 1);  // the OPEN (event 0)
   f.from("w1", proto::Ack{wsid, 0});
   CHECK(s->unacked.empty());
@@ -419,7 +476,7 @@ TEST_CASE("a dead worker's sockets move to a live worker: OPEN resume, then the 
   f.core.client_message(*s, false, "one", 0);
   f.core.client_message(*s, false, "two", 0);
   f.core.client_message(*s, false, "three", 0);
-  f.from("w1", proto::Ack{s->wsid, 1}, 0);
+  f.from("w1", proto::Ack{s->wsid(), 1}, 0);
   f.hello("w2", {{"chat", proto::AppMode::shared, 0}}, 2500);
   f.take("w2");
   f.core.tick(3500);  // w1 silent since 0: dead
@@ -433,7 +490,7 @@ TEST_CASE("a dead worker's sockets move to a live worker: OPEN resume, then the 
   auto& open = std::get<proto::Open>(sent[0]);
   CHECK(open.resume);
   CHECK(open.acked_seq == 1);
-  CHECK(open.wsid == s->wsid);
+  CHECK(open.wsid == s->wsid());
   CHECK(open.app == "chat");
   CHECK(std::get<proto::Message>(sent[1]).seq == 2);
   CHECK(std::get<proto::Message>(sent[2]).seq == 3);
@@ -468,7 +525,7 @@ TEST_CASE("a socket closed while no worker is live keeps its CLOSE for the next 
   Fixture f;
   f.hello("w1", {{"chat", proto::AppMode::shared, 0}}, 0);
   Session* s = f.open();
-  std::string wsid = s->wsid;
+  std::string wsid = s->wsid();
   f.core.tick(5000);
   f.core.session_closed(*s, 1001, "gone");
   CHECK(f.core.closed_pending() == 1);
@@ -506,7 +563,7 @@ TEST_CASE("BYE moves a draining worker's sockets away and is answered with BYE")
   f.hello("w2");
   f.take("w1");
   f.take("w2");
-  f.from("w1", proto::Ack{s->wsid, 0});  // on_open ran
+  f.from("w1", proto::Ack{s->wsid(), 0});  // on_open ran
   f.from("w1", proto::Bye{});
   CHECK(s->worker == "w2");
   auto back = f.take("w1");
@@ -516,7 +573,7 @@ TEST_CASE("BYE moves a draining worker's sockets away and is answered with BYE")
   CHECK(f.core.counters().workers_drained == 1);
   // Its late ACKs no longer count: the socket is w2's now.
   f.core.client_message(*s, false, "x", 0);
-  f.from("w1", proto::Ack{s->wsid, 1});
+  f.from("w1", proto::Ack{s->wsid(), 1});
   CHECK(s->unacked.size() == 1);
   CHECK(f.core.counters().acks_ignored == 1);
 }
@@ -538,11 +595,11 @@ TEST_CASE("a repeated dedupe key is delivered once") {
   Fixture f;
   f.hello("w1");
   Session* s = f.open();
-  f.from("w1", proto::Subscribe{s->wsid, "room"});
+  f.from("w1", proto::Subscribe{s->wsid(), "room"});
   f.from("w1", proto::Publish{"room", false, "m1", "", "chat:room:1"});
   f.from("w1", proto::Publish{"room", false, "m1", "", "chat:room:1"});
-  f.from("w1", proto::Write{{s->wsid}, false, "w", "k2"});
-  f.from("w1", proto::Write{{s->wsid}, false, "w", "k2"});
+  f.from("w1", proto::Write{{s->wsid()}, false, "w", "k2"});
+  f.from("w1", proto::Write{{s->wsid()}, false, "w", "k2"});
   f.from("w1", proto::Publish{"room", false, "plain", ""});
   f.from("w1", proto::Publish{"room", false, "plain", ""});
   CHECK(f.drain(*s) == make_frame("m1", false) + make_frame("w", false) + make_frame("plain", false) +
@@ -559,7 +616,7 @@ TEST_CASE("too much unacknowledged pauses the client's reads until the worker ca
   REQUIRE(f.driver.reading.size() == 1);
   CHECK_FALSE(f.driver.reading[0].second);
   CHECK(s->reading_paused);
-  f.from("w1", proto::Ack{s->wsid, limit});
+  f.from("w1", proto::Ack{s->wsid(), limit});
   REQUIRE(f.driver.reading.size() == 2);
   CHECK(f.driver.reading[1].second);
   CHECK_FALSE(s->reading_paused);
@@ -607,7 +664,7 @@ TEST_CASE("an older snapshot under the same order key is dropped once a newer on
   f.hello("w1");
   f.hello("w2");
   Session* s = f.open();
-  f.from("w1", proto::Subscribe{s->wsid, "room"});
+  f.from("w1", proto::Subscribe{s->wsid(), "room"});
   f.from("w2", proto::Publish{"room", false, "v6", "", "", "userlist:room", 6});
   f.from("w1", proto::Publish{"room", false, "v5", "", "", "userlist:room", 5});  // crossed on the way
   f.from("w1", proto::Publish{"room", false, "v6 again", "", "", "userlist:room", 6});
