@@ -592,7 +592,7 @@ struct Server::Impl final : SocketDriver {
     switch (core.next_output(*s, write_buffer)) {
       case GatewayCore::Output::none: return 0;
       case GatewayCore::Output::close:
-        // Returning -1 here makes lws 4.1 on libuv drop the socket without a close frame
+        // Returning -1 here made lws 4.1 (seen on libuv) drop the socket without a close frame
         // (it does send one when -1 comes from RECEIVE), so the close frame is ours: sent raw,
         // then lws closes when the client answers it, or at the timeout.
         s->closing_by_us = true;

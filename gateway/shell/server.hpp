@@ -1,4 +1,4 @@
-// The gateway's I/O shell: libwebsockets on a libuv loop, with the ZeroMQ ROUTER's descriptor
+// The gateway's I/O shell: libwebsockets on a libev (epoll) loop, with the ZeroMQ ROUTER's descriptor
 // polled by the same loop. One thread owns everything (lws allows one service thread, ZeroMQ
 // sockets are not thread-safe), so the pool needs no hand-off queue and no locks.
 #pragma once
