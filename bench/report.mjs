@@ -13,25 +13,59 @@ if (!dir) {
 }
 const meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta.json'), 'utf8'));
 const order = ['switchboard-1w', 'switchboard-2w', 'node-ws', 'pushpin'];
-const targets = {};
+// run.sh --rounds N writes <target>[-s3].rK.json for rounds K = 1..N (targets interleaved round by
+// round); a single-round run writes <target>[-s3].json, read as round 1.
+const byRound = {};
 for (const f of fs.readdirSync(dir)) {
   if (!f.endsWith('.json') || f === 'meta.json' || f === 'results.json') continue;
   try {
     const r = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+    if (!r || !r.scenarios) continue;
+    const round = Number(f.match(/\.r(\d+)\.json$/)?.[1] ?? 1);
+    const set = (byRound[round] ??= {});
     // A target may have several files (run.sh runs S3 on a fresh server): merge the scenarios.
-    if (r && r.scenarios) {
-      if (targets[r.target]) Object.assign(targets[r.target].scenarios, r.scenarios);
-      else targets[r.target] = r;
-    }
+    if (set[r.target]) Object.assign(set[r.target].scenarios, r.scenarios);
+    else set[r.target] = r;
   } catch (e) {
     console.error(`report: skipping ${f}: ${e.message}`);
   }
 }
+const rounds = Object.keys(byRound).map(Number).sort((a, b) => a - b).map((k) => byRound[k]);
+
+// Several rounds: every figure is the median over the rounds that measured it (a scenario that
+// failed in one round is left out of that round's share). Rows and curves pair up by position.
+const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  const n = v.length;
+  return n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+};
+const isPlainObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+function combine(values) {
+  let present = values.filter((v) => v !== undefined && v !== null);
+  if (present.length === 0) return values[0];
+  const ok = present.filter((v) => !(isPlainObject(v) && v.error));
+  if (ok.length) present = ok;
+  if (present.every((v) => typeof v === 'number')) return median(present);
+  if (present.every(Array.isArray)) {
+    const length = Math.max(...present.map((a) => a.length));
+    return Array.from({ length }, (_, i) => combine(present.map((a) => a[i])));
+  }
+  if (present.every(isPlainObject)) {
+    const keys = [...new Set(present.flatMap(Object.keys))];
+    return Object.fromEntries(keys.map((k) => [k, combine(present.map((o) => o[k]))]));
+  }
+  return present[0];
+}
+const medianTargets = {};
+for (const t of new Set(rounds.flatMap(Object.keys))) medianTargets[t] = combine(rounds.map((r) => r[t]));
+// The helpers below read `targets`; the goal table points it at one round at a time.
+let targets = medianTargets;
 const names = Object.keys(targets).sort((a, b) => {
   const ia = order.indexOf(a), ib = order.indexOf(b);
   return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
 });
-fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify({ meta, targets }, null, 2) + '\n');
+fs.writeFileSync(path.join(dir, 'results.json'),
+  JSON.stringify({ meta, targets: medianTargets, ...(rounds.length > 1 ? { rounds } : {}) }, null, 2) + '\n');
 
 // --- helpers ---
 const get = (obj, ...keys) => {
@@ -161,7 +195,7 @@ const goalText = (g) =>
 const lines = [];
 lines.push(`# Switchboard benchmark report — ${meta.date}`);
 lines.push('');
-lines.push(`Mode **${meta.mode}**, commit \`${meta.commit}\`${meta.tree_dirty ? ' (with uncommitted gateway/backend changes)' : ''}, ` +
+lines.push(`Mode **${meta.mode}**${(meta.rounds ?? 1) > 1 ? ` × ${meta.rounds} rounds` : ''}, commit \`${meta.commit}\`${meta.tree_dirty ? ' (with uncommitted gateway/backend changes)' : ''}, ` +
   `${meta.machine.cores} cores, ${meta.machine.memory_gib} GiB, kernel ${meta.machine.kernel}; ${meta.seconds} s in all; ` +
   `load average ${meta.load_before ?? '?'} before, ${meta.load_after ?? '?'} after (other work on the machine skews the figures).`);
 lines.push('');
@@ -175,16 +209,27 @@ lines.push('## Targets of issue 4');
 lines.push('');
 const goalHeader = ['target', 'goal'];
 for (const t of sbNames) goalHeader.push(t, 'met?', 'margin');
+// Per round, so that a ratio to a peer pairs the two measured in the same round.
+const perRound = (g, t) => rounds.map((r) => { targets = r; return g.measure(t); }).filter((v) => typeof v === 'number' && Number.isFinite(v));
 const goalRows = goals.map((g) => {
   const row = [g.name, goalText(g)];
   for (const t of sbNames) {
-    const m = g.measure(t);
+    const values = perRound(g, t);
+    targets = medianTargets;
+    const m = rounds.length > 1 ? (values.length ? median(values) : undefined) : g.measure(t);
     let v = verdict(m, g.goal, g.kind);
     if (g.strict && typeof m === 'number' && m === g.goal) v = { met: '**missed**', margin: 'equal' };
-    row.push(`${fmtMeasure(m, g.unit)} (${g.detail(t)})`, v.met, v.margin);
+    const spread = rounds.length > 1 && values.length ? `; rounds: ${values.map((x) => fmtMeasure(x, g.unit)).join(', ')}` : '';
+    row.push(`${fmtMeasure(m, g.unit)} (${g.detail(t)}${spread})`, v.met, v.margin);
   }
   return row;
 });
+targets = medianTargets;
+if (rounds.length > 1) {
+  lines.push(`Every figure is the **median of ${rounds.length} rounds** (all targets ran once per round, round after ` +
+    'round); each row lists the value of every round, and a ratio to a peer is taken within a round.');
+  lines.push('');
+}
 lines.push(table(goalHeader, goalRows));
 lines.push('');
 

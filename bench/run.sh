@@ -4,11 +4,13 @@
 # other on this machine, in one run, on free loopback ports. Writes bench/results/<date>/ with
 # results.json, REPORT.md and PNG plots.
 #
-#   bench/run.sh [--quick | --full] [--targets LIST] [--out DIR] [--no-install] [--no-build]
+#   bench/run.sh [--quick | --full] [--rounds N] [--targets LIST] [--out DIR] [--no-install] [--no-build]
 #
 #   --quick        short phases (2 s), a few minutes in all (default)
 #   --full         longer phases (10 s) and a bigger connect storm
 #   --tiny         a few sockets, sub-second phases: checks the harness, the figures mean nothing
+#   --rounds N     run every target N times, round after round; the report gives medians and
+#                  every round's value (single phases here swing by 15-25 %)
 #   --targets      comma list of: switchboard-1w, switchboard-2w, node-ws, pushpin (default: all)
 #   --out DIR      results directory (default bench/results/<UTC date-time>)
 #   --no-install   do not apt-get/npm install anything
@@ -21,6 +23,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bench_dir=$root/bench
 build_dir=${SB_BENCH_BUILD_DIR:-$root/build-bench}
 mode=quick
+rounds=1
 targets=switchboard-1w,switchboard-2w,node-ws,pushpin
 out=""
 install=1
@@ -31,14 +34,16 @@ while [ $# -gt 0 ]; do
     --full) mode=full ;;
     --tiny) mode=tiny ;;
     --targets) targets=$2; shift ;;
+    --rounds) rounds=$2; shift ;;
     --out) out=$2; shift ;;
     --no-install) install=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds needs a positive integer, got '$rounds'" >&2; exit 2; }
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
 [ -n "$out" ] || out=$bench_dir/results/$stamp
 mkdir -p "$out"
@@ -143,13 +148,14 @@ wait_port() {
   return 1
 }
 
-run_target() {
-  local target=$1
-  rm -f "$out/$target.txt"
-  bench_target "$target" s1,s2,s4,s6,s5 "" || return 1
+run_target() {  # target, round
+  local target=$1 round=$2 tag=""
+  [ "$rounds" -gt 1 ] && tag=".r$round"
+  [ "$round" -eq 1 ] && rm -f "$out/$target.txt"
+  bench_target "$target" s1,s2,s4,s6,s5 "$tag" || return 1
   # S3 judges memory per idle socket by RSS growth, so it gets a fresh server: memory that
   # earlier scenarios freed (S5 closes thousands of sockets) would be reused and flatter it.
-  bench_target "$target" s3 -s3
+  bench_target "$target" s3 "-s3$tag"
 }
 
 bench_target() {  # target, scenario list, suffix of the JSON file
@@ -205,16 +211,19 @@ bench_target() {  # target, scenario list, suffix of the JSON file
 started=$(date -u +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 IFS=, read -r -a target_list <<<"$targets"
-for t in "${target_list[@]}"; do
-  run_target "$t" || true
-  stop_groups
+for ((round = 1; round <= rounds; round++)); do
+  [ "$rounds" -gt 1 ] && log "round $round of $rounds"
+  for t in "${target_list[@]}"; do
+    run_target "$t" "$round" || true
+    stop_groups
+  done
 done
 
 commit=${SB_BENCH_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}
 dirty=$(git -C "$root" status --porcelain -- gateway backend proto common 2>/dev/null | head -1 || true)
 cat >"$out/meta.json" <<EOF
 {"date":"$stamp","mode":"$mode","commit":"$commit","tree_dirty":$([ -n "$dirty" ] && echo true || echo false),
- "command":"bench/run.sh --$mode --targets $targets","seconds":$(( $(date -u +%s) - started )),
+ "command":"bench/run.sh --$mode$([ "$rounds" -gt 1 ] && echo " --rounds $rounds") --targets $targets","rounds":$rounds,"seconds":$(( $(date -u +%s) - started )),
  "machine":{"cores":$(nproc),"kernel":"$(uname -r)","memory_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo)},
  "load_before":"$load_before","load_after":"$(cut -d' ' -f1-3 /proc/loadavg)",
  "bench_args":"$(printf '%s ' "${sizes[@]}" "${extra[@]}")"}
