@@ -234,6 +234,10 @@ struct Server::Impl final : SocketDriver {
     pool_prepare.data = this;
     ev_prepare_start(loop, &pool_prepare);
     ev_idle_init(&pool_idle, [](struct ev_loop*, ev_idle* w, int) { self_of(w)->service_pool(); });
+    // libev runs an idle watcher only when nothing of its priority or higher is pending: at the
+    // sockets' priority, a steady stream of socket events would starve the pool's leftovers.
+    // Above them it runs every loop turn while active, as uv_idle did.
+    ev_set_priority(&pool_idle, EV_MAXPRI);
     pool_idle.data = this;
   }
 
@@ -623,9 +627,8 @@ struct Server::Impl final : SocketDriver {
     protocols[0].name = "switchboard";
     protocols[0].callback = &Impl::callback;
     protocols[0].per_session_data_size = 0;  // see http_responses
-    // Per-socket receive buffer: longer messages arrive in pieces, reassembled in Session::rx.
-    // Not below 125: lws handles control frames (close, ping) only whole within this buffer.
-    protocols[0].rx_buffer_size = 128;
+    // Longer messages arrive in pieces, reassembled in Session::rx (see GatewayConfig).
+    protocols[0].rx_buffer_size = config.rx_buffer_bytes;
     // lws caps one send at tx_packet_size, or at rx_buffer_size when that is 0: without this a
     // coalesced 64 KiB write would leave in 276-byte pieces, each needing another WRITEABLE.
     protocols[0].tx_packet_size = config.max_write_batch_bytes + 1024;
