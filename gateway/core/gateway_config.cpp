@@ -19,6 +19,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
        "largest client message; larger ones are closed with 1009")
       ("max-queue-bytes", po::value(&c.max_queue_bytes)->default_value(c.max_queue_bytes),
        "per-socket send backlog before the socket is closed with 4008")
+      ("rx-buffer-bytes", po::value(&c.rx_buffer_bytes)->default_value(c.rx_buffer_bytes),
+       "per-socket receive buffer (125-65536): small keeps idle sockets cheap, large cuts read calls")
       ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets), "WebSockets held at once")
       ("max-pending-handshakes", po::value(&c.max_pending_handshakes)->default_value(c.max_pending_handshakes),
        "HTTP requests parsed at once (~5 KiB each); more wait for a slot; 0 = no bound")
@@ -58,6 +60,7 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
   if (c.max_message_bytes < 125 || c.max_message_bytes > (64u << 20))
     return fail("--max-message-bytes must be between 125 and 67108864");
   if (c.max_queue_bytes < c.max_message_bytes) return fail("--max-queue-bytes must be at least --max-message-bytes");
+  if (c.rx_buffer_bytes < 125 || c.rx_buffer_bytes > 65536) return fail("--rx-buffer-bytes must be between 125 and 65536");
   if (c.max_sockets == 0) return fail("--max-sockets must be positive");
   if (c.max_pending_handshakes > 65535) return fail("--max-pending-handshakes must be at most 65535");
   if (c.heartbeat_ms < 10) return fail("--heartbeat-ms must be at least 10");

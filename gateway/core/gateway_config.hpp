@@ -19,6 +19,11 @@ struct GatewayConfig {
   std::size_t max_message_bytes = 64 * 1024;     // larger client messages: close 1009 (peers use 16-128 KiB)
   std::size_t max_queue_bytes = 1024 * 1024;     // per-socket send backlog before close 4008 (Centrifugo: 1 MB)
   std::size_t max_write_batch_bytes = 64 * 1024; // bytes coalesced into one lws_write
+  // lws' per-socket receive buffer, which is also the most it reads from a socket at once.
+  // Small keeps idle sockets cheap (a message arriving in pieces is reassembled); larger cuts
+  // read calls for big or pipelined messages. At least 125: lws handles control frames (close,
+  // ping) only whole inside it.
+  std::size_t rx_buffer_bytes = 128;
   std::size_t max_sockets = 19000;               // fd limit is 20 000 per process; keep room for the rest
   // HTTP requests (upgrades) parsed at once, ~5 KiB each; more wait for a slot (lws' header
   // pool). Bounds a connect storm's memory; 0 = no bound (lws' default).

@@ -94,6 +94,10 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
   REQUIRE(drain.config);
   CHECK(drain.config->pool_drain_batch == 64);
   CHECK(drain.config->max_pending_handshakes == 256);  // the default
+  CHECK(drain.config->rx_buffer_bytes == 128);         // the default
+  auto rx = parse_gateway_options({"--rx-buffer-bytes", "4096"}, {});
+  REQUIRE(rx.config);
+  CHECK(rx.config->rx_buffer_bytes == 4096);
   CHECK_FALSE(drain.config->reuse_port);
   auto shared = parse_gateway_options({"--reuse-port", "--gateway-id", "gw-a"}, {});
   REQUIRE(shared.config);
@@ -109,6 +113,8 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
                                                         {"--pool-drain-batch", "0"},
                                                         {"--reuse-port"},  // without --gateway-id
                                                         {"--max-pending-handshakes", "70000"},
+                                                        {"--rx-buffer-bytes", "124"},  // a close frame would not fit
+                                                        {"--rx-buffer-bytes", "65537"},
                                                         {"--heartbeat-ms", "1000", "--worker-dead-ms", "1500"},
                                                         {"--no-such-option"},
                                                         {"--config", "/nonexistent/file.ini"}}) {
