@@ -141,7 +141,6 @@ void GatewayCore::session_closed(Session& session, std::uint16_t code, std::stri
   }
   std::vector<std::string>().swap(session.topics);
   session.queue.clear();
-  session.rx.reset();
   session.transport = nullptr;
   leave_ping_ring(session);
   if (!session.worker.empty())

@@ -614,6 +614,7 @@ struct Server::Impl final : SocketDriver {
   void on_closed(struct lws* wsi, Session* s) {
     if (!s) return;
     lws_set_wsi_user(wsi, nullptr);  // the core may free the session
+    s->rx.reset();  // a partial message cut off by the close; the session waits for its CLOSE ACK
     if (s->flush_listed) std::erase(to_flush, s);  // the core may free it before the next flush
     std::uint16_t code = s->closing_by_us ? s->close_code
                          : s->peer_close_code ? s->peer_close_code
