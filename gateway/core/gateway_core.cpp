@@ -68,12 +68,11 @@ void GatewayCore::send(const std::string& routing_id, const proto::Envelope& env
 // Keeps the event until it is acknowledged, and sends it if the session has a worker.
 void GatewayCore::send_event(Session& session, proto::Envelope&& event, std::uint64_t seq) {
   PendingEvent pending{seq, proto::encode(event)};
-  session.unacked_bytes += pending.body.size();
   if (!session.worker.empty()) {
     outbox_[session.worker.str()].push_back(pending.body);
     ++outbox_pending_;
   }
-  session.unacked.push_back(std::move(pending));
+  session.unacked.push(std::move(pending));
 }
 
 Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
@@ -123,7 +122,7 @@ void GatewayCore::client_message(Session& session, bool binary, std::string payl
   send_event(session, proto::Message{session.wsid(), seq, binary, std::move(payload)}, seq);
   ++counters_.messages_in;
   // Backpressure instead of loss: stop reading this client until the workers catch up.
-  if (!session.reading_paused && (session.unacked_bytes > config_.max_unacked_bytes ||
+  if (!session.reading_paused && (session.unacked.bytes() > config_.max_unacked_bytes ||
                                   session.unacked.size() > config_.max_unacked_events)) {
     session.reading_paused = true;
     ++counters_.reads_paused;
@@ -291,12 +290,8 @@ void GatewayCore::on_ack(const std::string& from, const proto::Ack& ack) {
   }
   ++counters_.acks;
   if (ack.seq > s->acked_seq) s->acked_seq = ack.seq;
-  auto done = std::find_if(s->unacked.begin(), s->unacked.end(),
-                           [&](const PendingEvent& e) { return e.seq > ack.seq; });
-  for (auto it = s->unacked.begin(); it != done; ++it) s->unacked_bytes -= it->body.size();
-  s->unacked.erase(s->unacked.begin(), done);
-  if (s->unacked.empty()) std::vector<PendingEvent>().swap(s->unacked);  // idle sockets keep no buffer
-  if (s->reading_paused && s->unacked_bytes <= config_.max_unacked_bytes / 2 &&
+  s->unacked.acknowledge_through(ack.seq);
+  if (s->reading_paused && s->unacked.bytes() <= config_.max_unacked_bytes / 2 &&
       s->unacked.size() <= config_.max_unacked_events / 2) {
     s->reading_paused = false;
     if (s->transport) driver_.set_reading(*s, true);

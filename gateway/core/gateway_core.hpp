@@ -23,19 +23,14 @@
 #include "gateway/core/gateway_config.hpp"
 #include "gateway/core/interned.hpp"
 #include "gateway/core/send_queue.hpp"
+#include "gateway/core/unacked_events.hpp"
 #include "gateway/core/worker_registry.hpp"
 #include "proto/codec.hpp"
 
 namespace sb::gateway {
 
-// An event sent to a worker and not yet acknowledged.
-struct PendingEvent {
-  std::uint64_t seq;
-  std::string body;  // encoded MESSAGE or CLOSE
-};
-
 // One per open socket, plus closed ones until a worker acknowledges their CLOSE. Idle sockets
-// dominate the gateway's memory, so this stays small (~220 bytes): names are Interned, the
+// dominate the gateway's memory, so this stays small (160 bytes): names are Interned, the
 // WSID is its counter, and what only some sockets need is allocated when they need it.
 struct Session {
   std::uint64_t counter = 0;                  // the WSID's last part, and the sessions' map key
@@ -46,8 +41,7 @@ struct Session {
   std::unique_ptr<std::string> query;  // kept for take-over OPENs; null when there is none
   std::uint64_t next_seq = 1;       // sequence number of the next event (MESSAGE, then CLOSE)
   std::uint64_t acked_seq = 0;      // highest seq the current worker acknowledged
-  std::vector<PendingEvent> unacked;  // oldest first; usually 0-2 entries
-  std::size_t unacked_bytes = 0;
+  UnackedEvents unacked;
   SendQueue queue;
   std::vector<std::string> topics;
   std::unique_ptr<std::string> close_reason_text;  // set with close_code when we close it

@@ -135,7 +135,7 @@ TEST_CASE("a PUBLISH that excludes another gateway's WSID reaches every member h
 
 TEST_CASE("an idle session stays small (memory per idle socket, bench S3)") {
   // Guards the layout: every byte here is paid by each of up to 19 000 idle sockets.
-  CHECK(sizeof(Session) <= 224);
+  CHECK(sizeof(Session) <= 160);
   Fixture f;
   f.hello("w1");
   Session* s = f.open();
@@ -144,6 +144,10 @@ TEST_CASE("an idle session stays small (memory per idle socket, bench S3)") {
   CHECK(s->close_reason().empty());
   CHECK_FALSE(s->close_reason_text);  // allocated only when the socket is being closed
   CHECK_FALSE(s->rx);
+  CHECK(s->queue.empty());
+  CHECK(s->unacked.size() == 1);  // the OPEN, until the worker acknowledges it
+  f.from("w1", proto::Ack{s->wsid(), 0});
+  CHECK(s->unacked.empty());      // and then nothing is held for it
 }
 
 TEST_CASE("HELLO with another protocol version is ignored and counted") {

@@ -7,6 +7,7 @@
 #include "gateway/core/gateway_config.hpp"
 #include "gateway/core/routes.hpp"
 #include "gateway/core/send_queue.hpp"
+#include "gateway/core/unacked_events.hpp"
 #include "gateway/core/ws_frame.hpp"
 
 using namespace sb;
@@ -63,6 +64,34 @@ TEST_CASE("send queue is bounded in bytes and keeps order") {
   CHECK(out == "aaabbbb");
   CHECK(q.empty());
   CHECK(q.bytes() == 0);
+  CHECK(q.frames() == 0);
+  CHECK(q.push(frame("dd"), 10));  // usable again once drained
+  CHECK(q.frames() == 1);
+  q.clear();
+  CHECK(q.empty());
+  // An empty queue is one pointer: every idle socket has one.
+  CHECK(sizeof(SendQueue) == sizeof(void*));
+}
+
+TEST_CASE("unacknowledged events: an ACK forgets everything up to its seq, bytes follow") {
+  UnackedEvents u;
+  CHECK(u.empty());
+  CHECK(u.begin() == u.end());
+  u.push({0, "open"});
+  u.push({1, "m1"});
+  u.push({2, "m22"});
+  CHECK(u.size() == 3);
+  CHECK(u.bytes() == 9);
+  u.acknowledge_through(1);
+  CHECK(u.size() == 1);
+  CHECK(u.front().seq == 2);
+  CHECK(u.bytes() == 3);
+  u.acknowledge_through(1);  // a repeated, older ACK changes nothing
+  CHECK(u.size() == 1);
+  u.acknowledge_through(5);
+  CHECK(u.empty());
+  CHECK(u.bytes() == 0);
+  CHECK(sizeof(UnackedEvents) == sizeof(void*));
 }
 
 TEST_CASE("gateway options: defaults, CLI over environment over file, validation") {
