@@ -216,7 +216,6 @@ class GatewayCore {
   SessionMap sessions_;  // open sockets
   SessionMap closed_;    // closed, CLOSE not acked
   std::deque<std::uint64_t> closed_order_;                              // oldest first, for the cap
-  std::size_t waiting_for_worker_ = 0;  // sessions (open or closed) with no worker
   std::unordered_map<std::string, std::vector<Session*>> topics_;       // topic -> subscribers
   std::unordered_map<std::string, std::vector<std::string>> outbox_;
   std::size_t outbox_pending_ = 0;

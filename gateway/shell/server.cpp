@@ -702,8 +702,7 @@ struct Server::Impl final : SocketDriver {
           // The connection stays queued and the socket readable: without a pause the loop
           // would spin on it. Retry in 100 ms.
           ev_io_stop(loop, &listen_poll);
-          ev_timer_set(&accept_pause, 0.1, 0);
-          ev_timer_start(loop, &accept_pause);
+          ev_timer_start(loop, &accept_pause);  // one-shot, 100 ms (set at init)
         }
         return;
       }
