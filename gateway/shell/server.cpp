@@ -25,6 +25,7 @@
 #include "common/wsid.hpp"
 #include "gateway/core/gateway_core.hpp"
 #include "gateway/core/routes.hpp"
+#include "gateway/core/size_class_pool.hpp"
 #include "gateway/core/ws_frame.hpp"
 
 namespace sb::gateway {
@@ -789,8 +790,16 @@ Server::~Server() {
   if (impl_->zmq_context) zmq_ctx_term(impl_->zmq_context);
 }
 
+// lws' blocks in 8-byte size classes (see size_class_pool.hpp). Never destroyed: lws frees
+// into it until the process exits.
+static void use_pooled_allocator_for_lws() {
+  static SizeClassPool& pool = *new SizeClassPool;
+  lws_set_allocator([](void* block, size_t bytes, const char*) { return pool.reallocate(block, bytes); });
+}
+
 int Server::run() {
   auto& s = *impl_;
+  use_pooled_allocator_for_lws();
   // lws' own warnings duplicate our log lines; SB_LWS_LOG=<lws level bitmask> (e.g. 2047)
   // turns its logging on when debugging lws itself.
   const char* lws_levels = std::getenv("SB_LWS_LOG");
