@@ -34,6 +34,13 @@ std::string_view chat_page();  // generated from web/index.html by embed.cmake
 
 namespace {
 
+// lws' blocks in 8-byte size classes (see size_class_pool.hpp). Loop thread. Never destroyed:
+// lws frees into it until the process exits.
+SizeClassPool& lws_pool() {
+  static SizeClassPool& pool = *new SizeClassPool;
+  return pool;
+}
+
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -422,6 +429,10 @@ struct Server::Impl final : SocketDriver {
         {"loop_drift_last_ms", loop_drift_last_ms},
         {"loop_drift_max_ms", loop_drift_max_ms},
         {"heap_in_use_bytes", static_cast<std::uint64_t>(mallinfo2().uordblks)},
+        // libwebsockets' small blocks live in our pool, not in malloc's heap (reserved >= in use:
+        // arenas are kept for reuse once a burst of sockets has gone).
+        {"lws_pool_in_use_bytes", lws_pool().stats().bytes_in_use},
+        {"lws_pool_reserved_bytes", lws_pool().stats().arenas * SizeClassPool::arena_bytes},
     };
     bool first = true;
     for (const auto& [name, value] : counters) {
@@ -790,11 +801,8 @@ Server::~Server() {
   if (impl_->zmq_context) zmq_ctx_term(impl_->zmq_context);
 }
 
-// lws' blocks in 8-byte size classes (see size_class_pool.hpp). Never destroyed: lws frees
-// into it until the process exits.
 static void use_pooled_allocator_for_lws() {
-  static SizeClassPool& pool = *new SizeClassPool;
-  lws_set_allocator([](void* block, size_t bytes, const char*) { return pool.reallocate(block, bytes); });
+  lws_set_allocator([](void* block, size_t bytes, const char*) { return lws_pool().reallocate(block, bytes); });
 }
 
 int Server::run() {

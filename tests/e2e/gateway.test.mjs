@@ -28,6 +28,23 @@ test('GET /healthz answers 200 with the worker count', T, async () => {
   assert.equal(typeof body.sockets, 'number');
 });
 
+test("lws' memory comes from the gateway's pool: /healthz shows it grow with sockets", T, async () => {
+  const pool = async () => JSON.parse((await httpGet(`${stack.httpUrl}/healthz`)).body).counters;
+  const before = await pool();
+  const sockets = [];
+  for (let i = 0; i < 20; ++i) sockets.push(await raw('/echo'));
+  const during = await pool();
+  // Each open socket holds lws' connection struct, WebSocket state and receive buffer (over
+  // 1 KiB together with Debian's build), all from the pool.
+  assert.ok(during.lws_pool_in_use_bytes - before.lws_pool_in_use_bytes >= 20 * 1024,
+    `pool grew by ${during.lws_pool_in_use_bytes - before.lws_pool_in_use_bytes} bytes for 20 sockets`);
+  assert.ok(during.lws_pool_reserved_bytes >= during.lws_pool_in_use_bytes);
+  // And the sockets still work.
+  sockets[19].sendRaw('still here');
+  const echoed = await sockets[19].take(() => true, { what: 'echo' });
+  assert.equal(echoed.data.toString('utf8'), 'still here');
+});
+
 test('GET / serves the chat page', T, async () => {
   const res = await httpGet(`${stack.httpUrl}/`);
   assert.equal(res.status, 200);
