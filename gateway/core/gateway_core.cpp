@@ -35,25 +35,22 @@ std::optional<std::uint64_t> GatewayCore::counter_of(std::string_view wsid) cons
 }
 
 Session* GatewayCore::find(std::string_view wsid) {
-  auto counter = counter_of(wsid);
-  if (!counter) return nullptr;
-  auto it = sessions_.find(*counter);
-  return it == sessions_.end() ? nullptr : &it->second;
+  Session* s = find_any(wsid);
+  return s && !s->closed ? s : nullptr;
 }
 
 std::vector<Session*> GatewayCore::open_sessions() {
   std::vector<Session*> out;
-  out.reserve(sessions_.size());
-  for (auto& [counter, session] : sessions_) out.push_back(&session);
+  out.reserve(open_count_);
+  table_.for_each([&](Session& s) {
+    if (!s.closed) out.push_back(&s);
+  });
   return out;
 }
 
 Session* GatewayCore::find_any(std::string_view wsid) {
   auto counter = counter_of(wsid);
-  if (!counter) return nullptr;
-  if (auto it = sessions_.find(*counter); it != sessions_.end()) return &it->second;
-  if (auto it = closed_.find(*counter); it != closed_.end()) return &it->second;
-  return nullptr;
+  return counter ? table_.find(*counter) : nullptr;
 }
 
 Interned GatewayCore::intern_worker(const std::string& routing_id) {
@@ -82,9 +79,13 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
     log::warn("no live worker serves app '", params.app, "': refusing socket from ", params.remote_address);
     return nullptr;
   }
-  std::uint64_t counter = next_counter_++;
-  Session* session = &sessions_.try_emplace(counter).first->second;
-  session->counter = counter;
+  Session* session = table_.add();
+  if (!session) {
+    ++counters_.refused_no_worker;
+    log::error("session table full (", table_.size(), " sessions): refusing socket from ", params.remote_address);
+    return nullptr;
+  }
+  ++open_count_;
   session->wsid_prefix = &wsid_prefix_;
   session->app = Interned(*known_apps_.insert(params.app).first);
   if (!params.query.empty()) session->query = std::make_unique<std::string>(params.query);
@@ -110,8 +111,6 @@ Session* GatewayCore::open_session(OpenParams params, std::int64_t now_ms) {
 
   ++counters_.sockets_opened;
   log::debug("open ", open.wsid, " app=", session->app.str(), " worker=", session->worker.str());
-  session->ping_slot = static_cast<std::uint32_t>(ping_ring_.size());
-  ping_ring_.push_back(session);
   return session;
 }
 
@@ -141,7 +140,6 @@ void GatewayCore::session_closed(Session& session, std::uint16_t code, std::stri
   std::vector<std::string>().swap(session.topics);
   session.queue.clear();
   session.transport = nullptr;
-  leave_ping_ring(session);
   if (!session.worker.empty())
     if (auto* w = workers_.find(session.worker); w && w->sockets > 0) --w->sockets;
   std::uint64_t seq = session.next_seq++;
@@ -150,15 +148,16 @@ void GatewayCore::session_closed(Session& session, std::uint16_t code, std::stri
   ++counters_.sockets_closed;
   log::debug("closed ", session.wsid(), " code=", code);
 
-  auto node = sessions_.extract(session.counter);
-  closed_order_.push_back(node.key());
-  closed_.insert(std::move(node));
+  session.closed = true;
+  --open_count_;
+  closed_order_.push_back(session.counter);
   // Bounded: with no worker for a long time the oldest closes are given up, and counted.
-  while (closed_.size() > config_.max_closed_pending && !closed_order_.empty()) {
-    if (closed_.erase(closed_order_.front())) {
+  while (closed_pending() > config_.max_closed_pending && !closed_order_.empty()) {
+    Session* oldest = table_.find(closed_order_.front());
+    if (oldest && oldest->closed) {
       ++counters_.orphan_closes_dropped;
-      log::warn("dropping the close of ", wsid_prefix_, to_base36(closed_order_.front()),
-                ": no worker acknowledged it in time");
+      log::warn("dropping the close of ", oldest->wsid(), ": no worker acknowledged it in time");
+      forget_closed(*oldest);
     }
     closed_order_.pop_front();
   }
@@ -190,7 +189,9 @@ void GatewayCore::close_unflushed(Session& session, std::uint16_t code, std::str
 }
 
 void GatewayCore::close_all(std::uint16_t code, const std::string& reason) {
-  for (auto& [counter, session] : sessions_) close_soon(session, code, reason);
+  table_.for_each([&](Session& s) {
+    if (!s.closed) close_soon(s, code, reason);
+  });
 }
 
 void GatewayCore::enqueue(Session& session, const Frame& frame) {
@@ -296,12 +297,12 @@ void GatewayCore::on_ack(const std::string& from, const proto::Ack& ack) {
     s->reading_paused = false;
     if (s->transport) driver_.set_reading(*s, true);
   }
-  if (!s->transport && s->unacked.empty()) {
-    closed_.erase(s->counter);  // its CLOSE is acknowledged: on_close ran
-    if (closed_order_.size() > 2 * closed_.size() + 1024) {
+  if (s->closed && s->unacked.empty()) {
+    forget_closed(*s);  // its CLOSE is acknowledged: on_close ran
+    if (closed_order_.size() > 2 * closed_pending() + 1024) {
       std::deque<std::uint64_t> live;
       for (auto counter : closed_order_)
-        if (closed_.count(counter)) live.push_back(counter);
+        if (Session* c = table_.find(counter); c && c->closed) live.push_back(counter);
       closed_order_.swap(live);
     }
   }
@@ -335,29 +336,27 @@ bool GatewayCore::take_over(Session& session) {
 
 void GatewayCore::take_over_waiting() {
   std::size_t moved = 0;
-  for (auto* map : {&sessions_, &closed_})
-    for (auto& [counter, session] : *map)
-      if (session.worker.empty() && take_over(session)) ++moved;
+  table_.for_each([&](Session& s) {
+    if (s.worker.empty() && take_over(s)) ++moved;
+  });
   if (moved) log::info(moved, " sockets waiting for a worker were taken over");
 }
 
 void GatewayCore::release_worker(const std::string& routing_id, bool dead) {
   if (dead) outbox_.erase(routing_id);  // nothing more can reach it
   std::size_t moved = 0, waiting = 0, closed = 0;
-  for (auto* map : {&sessions_, &closed_}) {
-    for (auto& [counter, session] : *map) {
-      if (session.worker != routing_id) continue;
-      session.worker.clear();
-      if (session.dedicated && session.transport) {
-        // Pinned to that worker: the browser must reconnect. Its CLOSE still reaches a worker.
-        ++counters_.dedicated_closed;
-        ++closed;
-        close_soon(session, close_code::service_restart, "worker lost");
-      }
-      if (take_over(session)) ++moved;
-      else ++waiting;
+  table_.for_each([&](Session& session) {
+    if (session.worker != routing_id) return;
+    session.worker.clear();
+    if (session.dedicated && session.transport) {
+      // Pinned to that worker: the browser must reconnect. Its CLOSE still reaches a worker.
+      ++counters_.dedicated_closed;
+      ++closed;
+      close_soon(session, close_code::service_restart, "worker lost");
     }
-  }
+    if (take_over(session)) ++moved;
+    else ++waiting;
+  });
   // No session names a dead worker any more. (A drained one stays registered until it goes.)
   if (dead && !workers_.find(routing_id)) worker_ids_.erase(routing_id);
   log::warn("worker '", routing_id, "' ", dead ? "lost" : "drained", ": ", moved, " sockets moved, ", waiting,
@@ -463,15 +462,8 @@ void GatewayCore::handle(const std::string& routing_id, proto::Envelope&& envelo
             ", which only a gateway sends: ignored");
 }
 
-void GatewayCore::leave_ping_ring(Session& session) {
-  std::size_t slot = session.ping_slot;
-  if (slot >= ping_ring_.size() || ping_ring_[slot] != &session) return;
-  // Swap-remove: the last session takes this slot. If it was not visited yet in this pass it
-  // now sits before the cursor and waits one more pass at most (still within two intervals).
-  ping_ring_[slot] = ping_ring_.back();
-  ping_ring_[slot]->ping_slot = slot;
-  ping_ring_.pop_back();
-  if (ping_cursor_ > ping_ring_.size()) ping_cursor_ = 0;
+void GatewayCore::forget_closed(Session& session) {
+  table_.remove(session);
 }
 
 void GatewayCore::ping_some(std::int64_t now_ms) {
@@ -479,32 +471,35 @@ void GatewayCore::ping_some(std::int64_t now_ms) {
   const auto interval = static_cast<std::int64_t>(config_.ping_interval_ms);
   std::int64_t elapsed = last_ping_tick_ms_ == 0 ? 0 : now_ms - last_ping_tick_ms_;
   last_ping_tick_ms_ = now_ms;
-  if (ping_ring_.empty()) return;
-  // One pass over the ring per interval: this tick's share, carried over when fractional.
-  ping_credit_ += static_cast<double>(ping_ring_.size()) * static_cast<double>(std::max<std::int64_t>(elapsed, 0)) /
+  const std::size_t slots = table_.capacity();
+  if (open_count_ == 0) return;
+  // One pass over the slots per interval: this tick's share, carried over when fractional.
+  ping_credit_ += static_cast<double>(slots) * static_cast<double>(std::max<std::int64_t>(elapsed, 0)) /
                   static_cast<double>(interval);
-  auto visits = std::min(ping_ring_.size(), static_cast<std::size_t>(ping_credit_));
+  auto visits = std::min(slots, static_cast<std::size_t>(ping_credit_));
   ping_credit_ -= static_cast<double>(visits);
-  if (ping_credit_ > static_cast<double>(ping_ring_.size())) ping_credit_ = 0;  // after a long stall
-  for (std::size_t i = 0; i < visits && !ping_ring_.empty(); ++i) {
-    if (ping_cursor_ >= ping_ring_.size()) ping_cursor_ = 0;
-    Session& session = *ping_ring_[ping_cursor_++];
-    if (session.closing || session.close_now || !session.transport) continue;
+  if (ping_credit_ > static_cast<double>(slots)) ping_credit_ = 0;  // after a long stall
+  for (std::size_t i = 0; i < visits; ++i) {
+    if (ping_cursor_ >= slots) ping_cursor_ = 0;
+    Session* visited = table_.at(ping_cursor_++);
+    if (!visited) continue;
+    Session& session = *visited;
+    if (session.closed || session.closing || session.close_now || !session.transport) continue;
     if (session.reading_paused) {
       // We are not reading it (workers behind): its pongs wait in the kernel. Not its silence.
       heard(session, now_ms);
       continue;
     }
     std::int64_t silent = now_ms - session.last_heard_ms;
-    if (session.ping_sent_ms != 0 && now_ms - session.ping_sent_ms >= interval) {
+    if (session.ping_sent_after_ms != 0 && silent - session.ping_sent_after_ms >= interval) {
       // A ping at least one interval old got no answer (nor anything else): a half-open
       // connection or a frozen client.
       ++counters_.ping_timeouts;
       log::info("ping timeout ", session.wsid(), ": silent for ", silent, " ms, closing with 4009");
       close_unflushed(session, close_code::ping_timeout, "ping timeout");
-    } else if (session.ping_sent_ms == 0 && silent >= interval) {
+    } else if (session.ping_sent_after_ms == 0 && silent >= interval) {
       ++counters_.pings_sent;
-      session.ping_sent_ms = now_ms;
+      session.ping_sent_after_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(silent, UINT32_MAX));
       enqueue(session, ping_frame_);
     }
   }
@@ -528,15 +523,15 @@ void GatewayCore::tick(std::int64_t now_ms) {
   for (const auto& [id, w] : workers_.all())
     for (const auto& app : w.apps) any_idle_timeout |= app.idle_timeout_ms != 0;
   if (!any_idle_timeout) return;
-  for (auto& [counter, session] : sessions_) {
-    if (session.worker.empty()) continue;
+  table_.for_each([&](Session& session) {
+    if (session.closed || session.worker.empty()) return;
     const proto::AppInfo* info = workers_.app_info(session.app.str());
-    if (!info || info->idle_timeout_ms == 0) continue;
-    if (now_ms - session.last_activity_ms < static_cast<std::int64_t>(info->idle_timeout_ms)) continue;
+    if (!info || info->idle_timeout_ms == 0) return;
+    if (now_ms - session.last_activity_ms < static_cast<std::int64_t>(info->idle_timeout_ms)) return;
     session.last_activity_ms = now_ms;
     ++counters_.idle_events;
     send(session.worker.str(), proto::Idle{session.wsid()});
-  }
+  });
 }
 
 }  // namespace sb::gateway

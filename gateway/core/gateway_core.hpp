@@ -22,51 +22,12 @@
 #include "common/wsid.hpp"
 #include "gateway/core/gateway_config.hpp"
 #include "gateway/core/interned.hpp"
-#include "gateway/core/send_queue.hpp"
-#include "gateway/core/unacked_events.hpp"
+#include "gateway/core/session.hpp"
+#include "gateway/core/session_table.hpp"
 #include "gateway/core/worker_registry.hpp"
 #include "proto/codec.hpp"
 
 namespace sb::gateway {
-
-// One per open socket, plus closed ones until a worker acknowledges their CLOSE. Idle sockets
-// dominate the gateway's memory, so this stays small (160 bytes): names are Interned, the
-// WSID is its counter, and what only some sockets need is allocated when they need it.
-struct Session {
-  std::uint64_t counter = 0;                  // the WSID's last part, and the sessions' map key
-  const std::string* wsid_prefix = nullptr;   // "<gateway-id>.<epoch>.", the core's own
-  std::string wsid() const { return *wsid_prefix + to_base36(counter); }
-  Interned app;
-  Interned worker;                  // routing id of the worker serving it; empty while none is live
-  std::unique_ptr<std::string> query;  // kept for take-over OPENs; null when there is none
-  std::uint64_t next_seq = 1;       // sequence number of the next event (MESSAGE, then CLOSE)
-  std::uint64_t acked_seq = 0;      // highest seq the current worker acknowledged
-  UnackedEvents unacked;
-  SendQueue queue;
-  std::vector<std::string> topics;
-  std::unique_ptr<std::string> close_reason_text;  // set with close_code when we close it
-  const std::string& close_reason() const {
-    static const std::string none;
-    return close_reason_text ? *close_reason_text : none;
-  }
-  std::int64_t last_activity_ms = 0;  // for idle events
-  std::int64_t last_heard_ms = 0;     // any frame from the client, pongs included (keep-alive)
-  std::int64_t ping_sent_ms = 0;      // unanswered keep-alive ping sent then; 0 = none
-  std::uint32_t ping_slot = 0;        // index in the core's ping ring
-  std::uint16_t close_code = 0;
-  bool dedicated = false;         // pinned: its worker's loss closes the socket (1012)
-  bool reading_paused = false;    // client reads paused: too much unacknowledged
-  bool closing = false;           // close once the queue is flushed (END, dedicated worker lost)
-  bool close_now = false;         // close without flushing (slow consumer)
-  // Owned by the shell (I/O state, never read by the core):
-  bool writer_woken = false;      // a WRITEABLE callback is already requested
-  bool flush_listed = false;      // in the shell's list of sockets to write to this loop turn
-  bool rx_binary = false;         // opcode of the message being reassembled
-  bool closing_by_us = false;     // our close frame is out: ignore the client's data
-  std::uint16_t peer_close_code = 0;  // from the client's close frame, if any
-  void* transport = nullptr;      // struct lws*; nullptr once the socket is gone
-  std::unique_ptr<std::string> rx;    // a message arriving in pieces; null between messages
-};
 
 // What the shell does for the core.
 class SocketDriver {
@@ -125,9 +86,9 @@ class GatewayCore {
   const GatewayConfig& config() const { return config_; }
   std::uint64_t epoch() const { return epoch_; }
   const Counters& counters() const { return counters_; }
-  std::size_t session_count() const { return sessions_.size(); }
+  std::size_t session_count() const { return open_count_; }
   // Closed sockets whose CLOSE no worker has acknowledged yet.
-  std::size_t closed_pending() const { return closed_.size(); }
+  std::size_t closed_pending() const { return table_.size() - open_count_; }
   std::size_t live_workers() const { return workers_.size(); }
   // known: some worker has declared the app since this gateway started (else 404);
   // available: a live, non-draining worker serves it now (else 503).
@@ -141,7 +102,7 @@ class GatewayCore {
   // The client sent something (any frame, a pong too): it is alive.
   void heard(Session& session, std::int64_t now_ms) {
     session.last_heard_ms = now_ms;
-    session.ping_sent_ms = 0;
+    session.ping_sent_after_ms = 0;
   }
   // The socket is gone (either side closed it). The session leaves the open set at once; its
   // CLOSE stays until a worker acknowledges it.
@@ -195,14 +156,13 @@ class GatewayCore {
   void close_unflushed(Session& session, std::uint16_t code, std::string reason);
   void welcome_stranger(const std::string& routing_id, std::int64_t now_ms);
   void ping_some(std::int64_t now_ms);
-  void leave_ping_ring(Session& session);
+  void forget_closed(Session& session);
   Session* find_any(std::string_view wsid);  // open or closed-pending
   Interned intern_worker(const std::string& routing_id);
 
   GatewayConfig config_;
   std::uint64_t epoch_;
   SocketDriver& driver_;
-  std::uint64_t next_counter_ = 1;
   std::int64_t last_heartbeat_ms_ = 0;
   WorkerRegistry workers_;
   std::string wsid_prefix_;                    // "<gateway-id>.<epoch>."
@@ -210,11 +170,8 @@ class GatewayCore {
   // Routing ids of registered workers; sessions' Interned worker ids point here. An id leaves
   // when its worker is declared dead (no session names it after release_worker).
   std::unordered_set<std::string> worker_ids_;
-  // Sessions live in the map nodes (addresses stable, also across extract/insert between the
-  // two maps), keyed by their WSID counter.
-  using SessionMap = std::unordered_map<std::uint64_t, Session>;
-  SessionMap sessions_;  // open sockets
-  SessionMap closed_;    // closed, CLOSE not acked
+  SessionTable table_;          // open sockets, and closed ones until their CLOSE is acked
+  std::size_t open_count_ = 0;
   std::deque<std::uint64_t> closed_order_;                              // oldest first, for the cap
   std::unordered_map<std::string, std::vector<Session*>> topics_;       // topic -> subscribers
   std::unordered_map<std::string, std::vector<std::string>> outbox_;
@@ -226,12 +183,11 @@ class GatewayCore {
   std::unordered_map<std::string, std::int64_t> strangers_welcomed_;  // routing id -> when
   proto::DecodeLimits limits_;
   Counters counters_;
-  // Keep-alive: every open session once, visited a slice per tick so that one pass takes one
-  // ping interval (19 000 sockets: ~160 per 250 ms tick, never a burst of 19 000 writes).
-  std::vector<Session*> ping_ring_;
-  std::size_t ping_cursor_ = 0;
+  // Keep-alive: every table slot once, visited a slice per tick so that one pass takes one ping
+  // interval (19 000 sockets: ~160 per 250 ms tick, never a burst of 19 000 writes).
+  std::size_t ping_cursor_ = 0;  // next slot
   std::int64_t last_ping_tick_ms_ = 0;
-  double ping_credit_ = 0;  // sessions owed to the pass by ticks so far (fractional)
+  double ping_credit_ = 0;  // slots owed to the pass by ticks so far (fractional)
   Frame ping_frame_;
 };
 

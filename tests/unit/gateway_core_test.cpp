@@ -2,6 +2,7 @@
 // outbox shows exactly what would go to each worker.
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <set>
 
 #include "common/close_codes.hpp"
@@ -94,7 +95,7 @@ TEST_CASE("only WSIDs of this gateway and epoch, spelled as issued, find a sessi
   f.hello("w1");
   f.take("w1");
   Session* a = nullptr;
-  for (int i = 0; i < 11; ++i) a = f.open();  // counter 11: "b" in base 36
+  for (int i = 0; i < 11; ++i) a = f.open();
   REQUIRE(a);
   std::string wsid = a->wsid();
   CHECK(f.core.find(wsid) == a);
@@ -103,17 +104,46 @@ TEST_CASE("only WSIDs of this gateway and epoch, spelled as issued, find a sessi
   CHECK(f.core.find(make_wsid(parts->gateway_id, parts->epoch, parts->counter)) == a);
   CHECK(f.core.find(make_wsid("other", parts->epoch, parts->counter)) == nullptr);
   CHECK(f.core.find(make_wsid(parts->gateway_id, parts->epoch + 1, parts->counter)) == nullptr);
-  std::string prefix = wsid.substr(0, wsid.size() - 1);
-  CHECK(f.core.find(prefix + "0b") == nullptr);  // not the issued spelling
-  CHECK(f.core.find(prefix + "B") == nullptr);
+  std::string digits = to_base36(parts->counter);
+  std::string prefix = wsid.substr(0, wsid.size() - digits.size());
+  CHECK(f.core.find(prefix + "0" + digits) == nullptr);  // not the issued spelling
+  std::string upper = digits;
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  REQUIRE(upper != digits);  // the counter has letters in base 36
+  CHECK(f.core.find(prefix + upper) == nullptr);
   CHECK(f.core.find(prefix) == nullptr);
   CHECK(f.core.find(wsid + ".b") == nullptr);
   // A command for a WSID this gateway never issued is answered GONE, as before.
   f.take("w1");  // the OPENs
-  f.from("w1", proto::End{prefix + "0b", 1000, ""});
+  f.from("w1", proto::End{prefix + "0" + digits, 1000, ""});
   auto sent = f.take("w1");
   REQUIRE(sent.size() == 1);
-  CHECK(std::get<proto::Gone>(sent[0]).wsid == prefix + "0b");
+  CHECK(std::get<proto::Gone>(sent[0]).wsid == prefix + "0" + digits);
+}
+
+TEST_CASE("a closed socket's WSID is never issued again, though its slot is reused") {
+  Fixture f;
+  f.hello("w1");
+  Session* a = f.open();
+  REQUIRE(a);
+  std::string first = a->wsid();
+  auto opens = f.take("w1");
+  f.core.session_closed(*a, 1000, "");
+  CHECK(f.core.find(first) == nullptr);  // closed: commands for it are answered GONE
+  CHECK(f.core.closed_pending() == 1);
+  f.take("w1");
+  f.from("w1", proto::Ack{first, 1});  // OPEN and CLOSE acknowledged: forgotten
+  CHECK(f.core.closed_pending() == 0);
+  Session* b = f.open();
+  REQUIRE(b);
+  CHECK(b == a);  // the same slot, reused first
+  CHECK(b->wsid() != first);
+  CHECK(f.core.find(first) == nullptr);
+  CHECK(f.core.find(b->wsid()) == b);
+  CHECK(b->unacked.size() == 1);  // a fresh session: only its own OPEN
+  CHECK(b->topics.empty());
+  CHECK_FALSE(bool(b->closed));
+  CHECK(f.core.session_count() == 1);
 }
 
 TEST_CASE("a PUBLISH that excludes another gateway's WSID reaches every member here") {
@@ -135,7 +165,7 @@ TEST_CASE("a PUBLISH that excludes another gateway's WSID reaches every member h
 
 TEST_CASE("an idle session stays small (memory per idle socket, bench S3)") {
   // Guards the layout: every byte here is paid by each of up to 19 000 idle sockets.
-  CHECK(sizeof(Session) <= 160);
+  CHECK(sizeof(Session) <= 152);
   Fixture f;
   f.hello("w1");
   Session* s = f.open();
@@ -619,11 +649,11 @@ TEST_CASE("too much unacknowledged pauses the client's reads until the worker ca
   for (std::size_t i = 0; i <= limit; ++i) f.core.client_message(*s, false, "m", 0);
   REQUIRE(f.driver.reading.size() == 1);
   CHECK_FALSE(f.driver.reading[0].second);
-  CHECK(s->reading_paused);
+  CHECK(bool(s->reading_paused));
   f.from("w1", proto::Ack{s->wsid(), limit});
   REQUIRE(f.driver.reading.size() == 2);
   CHECK(f.driver.reading[1].second);
-  CHECK_FALSE(s->reading_paused);
+  CHECK_FALSE(bool(s->reading_paused));
 }
 
 TEST_CASE("closed sockets waiting for a worker are bounded; the oldest are dropped and counted") {
@@ -761,14 +791,14 @@ TEST_CASE("keep-alive: a socket whose reading we paused is neither pinged nor cl
   std::string out;
   while (k.core.next_output(*s, out) == GatewayCore::Output::data) {}
   CHECK(KeepAlive::pings_in(out) == 0);
-  CHECK_FALSE(s->close_now);
+  CHECK_FALSE(bool(s->close_now));
   CHECK(k.core.counters().ping_timeouts == 0);
   // Reading again: silence counts from then on, and the usual rule applies.
   s->reading_paused = false;
   for (std::int64_t now = 10'250; now <= 11'000; now += 250) k.core.tick(now);
-  CHECK_FALSE(s->close_now);
+  CHECK_FALSE(bool(s->close_now));
   for (std::int64_t now = 11'250; now <= 14'000; now += 250) k.core.tick(now);
-  CHECK(s->close_now);  // pinged, never answered
+  CHECK(bool(s->close_now));  // pinged, never answered
   CHECK(s->close_code == close_code::ping_timeout);
 }
 
@@ -780,7 +810,7 @@ TEST_CASE("keep-alive: interval 0 never pings nor closes; closing sockets leave 
   std::string out;
   off.core.next_output(*quiet, out);
   CHECK(KeepAlive::pings_in(out) == 0);
-  CHECK_FALSE(quiet->close_now);
+  CHECK_FALSE(bool(quiet->close_now));
   CHECK(off.core.counters().pings_sent == 0);
 
   // Many sockets, closed in a scattered order while passes run: every survivor is still pinged.
@@ -811,7 +841,7 @@ TEST_CASE("keep-alive: interval 0 never pings nor closes; closing sockets leave 
     }
   }
   CHECK(pinged.size() == kept.size());
-  for (Session* s : kept) CHECK_FALSE(s->close_now);
+  for (Session* s : kept) CHECK_FALSE(bool(s->close_now));
   CHECK(k.core.counters().ping_timeouts == 0);
   CHECK(k.core.session_count() == kept.size());
 }
