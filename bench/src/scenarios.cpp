@@ -502,7 +502,7 @@ class Runner {
       auto sat = fanout_closed(all, all, o_.duration);
       log("s2 room=", size, " deliveries/s=", sat.deliveries_per_s);
       quiesce();
-      double half_rate = sat.sends_per_s / 2.0;
+      double half_rate = o_.s2_open_rate > 0 ? o_.s2_open_rate : sat.sends_per_s / 2.0;
       auto half = fanout_open(all, all, half_rate, o_.duration);
       Json j;
       j["room_size"] = size;

@@ -26,6 +26,7 @@ struct Options {
   int s3_idle = 19000;
   int s3_active = 100;
   double s4_rate = 20000;
+  double s2_open_rate = 0;  // S2 open-loop sends/s; 0 = half of the measured saturation
   int s5_sockets = 5000;
   int s5_concurrency = 500;
   int s5_room_size = 10;
