@@ -70,6 +70,9 @@ if [ $install -eq 1 ]; then
 fi
 
 # --- build ---
+# The tree the binaries are built from (edits made while the run goes on are not in them).
+commit=${SB_BENCH_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+dirty=$(git -C "$root" status --porcelain -- gateway backend proto common 2>/dev/null | head -1 || true)
 if [ $build -eq 1 ]; then
   cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build_dir" -j "$(nproc)" --target switchboard-gateway switchboard-backend switchboard-bench
@@ -226,8 +229,6 @@ for ((round = 1; round <= rounds; round++)); do
   done
 done
 
-commit=${SB_BENCH_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}
-dirty=$(git -C "$root" status --porcelain -- gateway backend proto common 2>/dev/null | head -1 || true)
 cat >"$out/meta.json" <<EOF
 {"date":"$stamp","mode":"$mode","commit":"$commit","tree_dirty":$([ -n "$dirty" ] && echo true || echo false),
  "command":"bench/run.sh --$mode$([ "$rounds" -gt 1 ] && echo " --rounds $rounds") --targets $targets","rounds":$rounds,"seconds":$(( $(date -u +%s) - started )),
