@@ -429,8 +429,9 @@ struct Server::Impl final : SocketDriver {
         {"loop_drift_last_ms", loop_drift_last_ms},
         {"loop_drift_max_ms", loop_drift_max_ms},
         {"heap_in_use_bytes", static_cast<std::uint64_t>(mallinfo2().uordblks)},
-        // libwebsockets' small blocks live in our pool, not in malloc's heap (reserved >= in use:
-        // arenas are kept for reuse once a burst of sockets has gone).
+        // libwebsockets' small blocks live in our pool, not in malloc's heap. Reserved is the
+        // arenas' address space (one 256 KiB arena per size class in use, pages touched only as
+        // blocks are handed out), kept for reuse once a burst of sockets has gone.
         {"lws_pool_in_use_bytes", lws_pool().stats().bytes_in_use},
         {"lws_pool_reserved_bytes", lws_pool().stats().arenas * SizeClassPool::arena_bytes},
     };
