@@ -157,7 +157,7 @@ void GatewayCore::session_closed(Session& session, std::uint16_t code, std::stri
     if (oldest && oldest->closed) {
       ++counters_.orphan_closes_dropped;
       log::warn("dropping the close of ", oldest->wsid(), ": no worker acknowledged it in time");
-      forget_closed(*oldest);
+      table_.remove(*oldest);
     }
     closed_order_.pop_front();
   }
@@ -298,7 +298,7 @@ void GatewayCore::on_ack(const std::string& from, const proto::Ack& ack) {
     if (s->transport) driver_.set_reading(*s, true);
   }
   if (s->closed && s->unacked.empty()) {
-    forget_closed(*s);  // its CLOSE is acknowledged: on_close ran
+    table_.remove(*s);  // its CLOSE is acknowledged: on_close ran
     if (closed_order_.size() > 2 * closed_pending() + 1024) {
       std::deque<std::uint64_t> live;
       for (auto counter : closed_order_)
@@ -460,10 +460,6 @@ void GatewayCore::handle(const std::string& routing_id, proto::Envelope&& envelo
   ++counters_.pool_unexpected;
   log::warn("worker '", routing_id, "' sent ", proto::kind_name(proto::kind_of(envelope)),
             ", which only a gateway sends: ignored");
-}
-
-void GatewayCore::forget_closed(Session& session) {
-  table_.remove(session);
 }
 
 void GatewayCore::ping_some(std::int64_t now_ms) {

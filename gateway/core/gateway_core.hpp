@@ -156,7 +156,6 @@ class GatewayCore {
   void close_unflushed(Session& session, std::uint16_t code, std::string reason);
   void welcome_stranger(const std::string& routing_id, std::int64_t now_ms);
   void ping_some(std::int64_t now_ms);
-  void forget_closed(Session& session);
   Session* find_any(std::string_view wsid);  // open or closed-pending
   Interned intern_worker(const std::string& routing_id);
 

@@ -15,7 +15,7 @@ std::uintptr_t arena_base(const void* block) {
 }  // namespace
 
 SizeClassPool::~SizeClassPool() {
-  for (void* arena : arenas_) munmap(arena, arena_bytes);
+  for (const auto& [base, size_class] : arena_class_) munmap(reinterpret_cast<void*>(base), arena_bytes);
 }
 
 bool SizeClassPool::owns(const void* block) const {
@@ -38,8 +38,6 @@ bool SizeClassPool::add_arena(std::size_t size_class) {
   std::uintptr_t tail = start + 2 * arena_bytes - (aligned + arena_bytes);
   if (tail > 0) munmap(reinterpret_cast<void*>(aligned + arena_bytes), tail);
   arena_class_.emplace(aligned, static_cast<std::uint8_t>(size_class));
-  arenas_.push_back(reinterpret_cast<void*>(aligned));
-  ++stats_.arenas;
   SizeClass& c = classes_[size_class];
   c.bump = reinterpret_cast<char*>(aligned);
   c.bump_end = c.bump + arena_bytes - arena_bytes % (size_class * 8);
@@ -47,7 +45,7 @@ bool SizeClassPool::add_arena(std::size_t size_class) {
 }
 
 void* SizeClassPool::allocate(std::size_t bytes) {
-  std::size_t size_class = class_of(std::max<std::size_t>(bytes, sizeof(FreeBlock)));
+  std::size_t size_class = class_of(bytes);
   SizeClass& c = classes_[size_class];
   void* block;
   if (c.free) {
@@ -58,8 +56,8 @@ void* SizeClassPool::allocate(std::size_t bytes) {
     block = c.bump;
     c.bump += size_class * 8;
   }
-  ++stats_.blocks_in_use;
-  stats_.bytes_in_use += size_class * 8;
+  ++in_use_.blocks_in_use;
+  in_use_.bytes_in_use += size_class * 8;
   return block;
 }
 
@@ -68,15 +66,16 @@ void SizeClassPool::release(void* block) {
   auto* node = static_cast<FreeBlock*>(block);
   node->next = classes_[size_class].free;
   classes_[size_class].free = node;
-  --stats_.blocks_in_use;
-  stats_.bytes_in_use -= size_class * 8;
+  --in_use_.blocks_in_use;
+  in_use_.bytes_in_use -= size_class * 8;
+}
+
+void* SizeClassPool::allocate_any(std::size_t bytes) {
+  return bytes <= max_pooled ? allocate(bytes) : std::malloc(bytes);
 }
 
 void* SizeClassPool::reallocate(void* block, std::size_t bytes) {
-  if (!block) {
-    if (bytes == 0) return nullptr;
-    return bytes <= max_pooled ? allocate(bytes) : std::malloc(bytes);
-  }
+  if (!block) return bytes == 0 ? nullptr : allocate_any(bytes);
   if (!owns(block)) {
     if (bytes == 0) {
       std::free(block);
@@ -89,8 +88,8 @@ void* SizeClassPool::reallocate(void* block, std::size_t bytes) {
     return nullptr;
   }
   std::size_t have = block_size(block);
-  if (bytes <= max_pooled && class_of(std::max<std::size_t>(bytes, sizeof(FreeBlock))) * 8 == have) return block;
-  void* moved = bytes <= max_pooled ? allocate(bytes) : std::malloc(bytes);
+  if (bytes <= max_pooled && class_of(bytes) * 8 == have) return block;
+  void* moved = allocate_any(bytes);
   if (!moved) return nullptr;  // like realloc: the old block stays valid
   std::memcpy(moved, block, std::min(have, bytes));
   release(block);

@@ -5,10 +5,10 @@
 // aligned arenas: no header, no rounding past 8, no holes between idle sockets' blocks.
 // Loop thread only: lws runs on the gateway's one loop thread.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <unordered_map>
-#include <vector>
 
 namespace sb::gateway {
 
@@ -37,7 +37,11 @@ class SizeClassPool {
     std::size_t blocks_in_use = 0;
     std::size_t bytes_in_use = 0;  // by size class
   };
-  const Stats& stats() const { return stats_; }
+  Stats stats() const {
+    Stats s = in_use_;
+    s.arenas = arena_class_.size();
+    return s;
+  }
 
  private:
   struct FreeBlock {
@@ -48,15 +52,16 @@ class SizeClassPool {
     char* bump = nullptr;       // the unused tail of the newest arena
     char* bump_end = nullptr;
   };
-  static std::size_t class_of(std::size_t bytes) { return (bytes + 7) / 8; }  // 1..128
-  void* allocate(std::size_t bytes);
+  // 1..128; every block can hold the free-list link.
+  static std::size_t class_of(std::size_t bytes) { return (std::max(bytes, sizeof(FreeBlock)) + 7) / 8; }
+  void* allocate(std::size_t bytes);     // from the pool; bytes <= max_pooled
+  void* allocate_any(std::size_t bytes);  // from the pool or, when larger, from malloc
   void release(void* block);
   bool add_arena(std::size_t size_class);
 
   SizeClass classes_[max_pooled / 8 + 1];
   std::unordered_map<std::uintptr_t, std::uint8_t> arena_class_;  // arena base -> size class
-  std::vector<void*> arenas_;
-  Stats stats_;
+  Stats in_use_;  // blocks and bytes; arenas are counted from arena_class_
 };
 
 }  // namespace sb::gateway
