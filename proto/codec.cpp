@@ -417,15 +417,26 @@ Decoded decode(std::string_view bytes, const DecodeLimits& limits) {
   if (bytes.size() > limits.max_bytes)
     return Decoded{"body of " + std::to_string(bytes.size()) + " bytes exceeds limit " +
                    std::to_string(limits.max_bytes)};
+  // One zone per thread, emptied after every message: a fresh zone per message would malloc
+  // and free an 8 KiB chunk each time (glibc then consolidates its fast bins on every call).
+  // clear() keeps the first chunk and frees any a large message added, so memory stays bounded.
+  thread_local msgpack::zone zone;
+  struct ClearAfter {
+    msgpack::zone& z;
+    ~ClearAfter() { z.clear(); }
+  } clear_after{zone};
+  // Strings and bins point into `bytes` instead of being copied into the zone: decode_object
+  // copies each into its field once, and `bytes` outlives this call.
+  auto reference_all = [](msgpack::type::object_type, std::size_t, void*) { return true; };
   try {
     std::size_t offset = 0;
     msgpack::unpack_limit unpack_limits(limits.max_array, limits.max_map, limits.max_string, limits.max_string,
                                         limits.max_string, limits.max_depth);
-    msgpack::object_handle handle =
-        msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, unpack_limits);
+    msgpack::object object =
+        msgpack::unpack(zone, bytes.data(), bytes.size(), offset, reference_all, nullptr, unpack_limits);
     if (offset != bytes.size())
       return Decoded{std::to_string(bytes.size() - offset) + " trailing bytes after the message"};
-    return decode_object(handle.get());
+    return decode_object(object);
   } catch (const msgpack::insufficient_bytes&) {
     return Decoded{std::string("truncated msgpack")};
   } catch (const msgpack::depth_size_overflow&) {
