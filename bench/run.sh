@@ -4,7 +4,7 @@
 # other on this machine, in one run, on free loopback ports. Writes bench/results/<date>/ with
 # results.json, REPORT.md and PNG plots.
 #
-#   bench/run.sh [--quick | --full] [--rounds N] [--targets LIST] [--out DIR] [--no-install] [--no-build]
+#   bench/run.sh [--quick | --full] [--rounds N] [--targets LIST] [--out DIR] [--pin] [--no-install] [--no-build]
 #
 #   --quick        short phases (2 s), a few minutes in all (default)
 #   --full         longer phases (10 s) and a bigger connect storm
@@ -13,6 +13,8 @@
 #                  every round's value (single phases here swing by 15-25 %)
 #   --targets      comma list of: switchboard-1w, switchboard-2w, node-ws, pushpin (default: all)
 #   --out DIR      results directory (default bench/results/<UTC date-time>)
+#   --pin          the load generator on CPU 0, every target's processes on the other CPUs
+#                  (default: the scheduler places everything)
 #   --no-install   do not apt-get/npm install anything
 #   --no-build     use the binaries already in build-bench/
 # Environment: SB_BENCH_BUILD_DIR (default build-bench), SB_BENCH_EXTRA (extra switchboard-bench flags),
@@ -28,6 +30,7 @@ targets=switchboard-1w,switchboard-2w,node-ws,pushpin
 out=""
 install=1
 build=1
+pin=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) mode=quick ;;
@@ -36,9 +39,10 @@ while [ $# -gt 0 ]; do
     --targets) targets=$2; shift ;;
     --rounds) rounds=$2; shift ;;
     --out) out=$2; shift ;;
+    --pin) pin=1 ;;
     --no-install) install=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -87,6 +91,22 @@ done
 # Up to 19 100 sockets on each side: every process started from here inherits the hard limit.
 ulimit -n "$(ulimit -Hn)"
 
+# --- CPU placement ---
+# --pin: the load generator gets CPU 0 to itself and every target the other CPUs, alike. On
+# this VM a wake-up that crosses cores costs more than one that stays: gateway + worker on one
+# core need ~14 instead of ~17 CPU-us per echo (S1, 100 sockets) and S4's p99 at 20 000/s
+# drops, but a target whose core has gone idle wakes slower (S4's closed-loop p50 roughly
+# doubled) and the storm and fan-out phases get one core instead of two. Not the default.
+# taskset execs the command, so a started process keeps the pid the bench measures.
+on_bench_cpus=() on_target_cpus=()
+if [ $pin -eq 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  on_bench_cpus=(taskset -c 0)
+  on_target_cpus=(taskset -c "1-$(($(nproc) - 1))")
+  placement="load generator on CPU 0, each target on CPU 1-$(($(nproc) - 1)) (taskset)"
+else
+  placement="not pinned: load generator and targets share all $(nproc) CPUs"
+fi
+
 # --- sizes ---
 case $mode in
   full) sizes=(--duration 10 --warmup 1 --s5-sockets 10000) ;;
@@ -121,7 +141,7 @@ started_pid=0
 set -m
 start_group() {  # name, command...; sets started_pid (no subshell, so groups stays in this shell)
   local name=$1; shift
-  "$@" >"$work/$name.log" 2>&1 &
+  "${on_target_cpus[@]}" "$@" >"$work/$name.log" 2>&1 &
   started_pid=$!
   disown "$started_pid"  # no job notices; stop_groups tracks it
   groups+=("$started_pid")
@@ -211,7 +231,7 @@ bench_target() {  # target, scenario list, suffix of the JSON file
   # It also takes tens of seconds to settle after thousands of sockets close.
   [ "$target" = pushpin ] && own=(--max-pending 64 --s5-concurrency 64 --quiesce-max 60)
   log "$target ($scenarios): $url (server pids $pids)"
-  "$bench_bin" --url "$url" --label "$target" --server-pids "$pids" --gateway-pid "$gw_pids" --scenario "$scenarios" \
+  "${on_bench_cpus[@]}" "$bench_bin" --url "$url" --label "$target" --server-pids "$pids" --gateway-pid "$gw_pids" --scenario "$scenarios" \
     "${sizes[@]}" "${own[@]}" "${extra[@]}" --json-out "$out/$target$suffix.json" -v 2>"$work/$target$suffix-bench.log" \
     | tee -a "$out/$target.txt" || log "$target: bench exited non-zero (see $out/$target.txt)"
   cp "$work/$target$suffix-bench.log" "$out/$target$suffix-bench.log" 2>/dev/null || true
@@ -231,7 +251,8 @@ done
 
 cat >"$out/meta.json" <<EOF
 {"date":"$stamp","mode":"$mode","commit":"$commit","tree_dirty":$([ -n "$dirty" ] && echo true || echo false),
- "command":"bench/run.sh --$mode$([ "$rounds" -gt 1 ] && echo " --rounds $rounds") --targets $targets","rounds":$rounds,"seconds":$(( $(date -u +%s) - started )),
+ "command":"bench/run.sh --$mode$([ "$rounds" -gt 1 ] && echo " --rounds $rounds") --targets $targets$([ $pin -eq 1 ] && echo " --pin")","rounds":$rounds,
+ "placement":"$placement","seconds":$(( $(date -u +%s) - started )),
  "machine":{"cores":$(nproc),"kernel":"$(uname -r)","memory_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo)},
  "load_before":"$load_before","load_after":"$(cut -d' ' -f1-3 /proc/loadavg)",
  "bench_args":"$(printf '%s ' "${sizes[@]}" "${extra[@]}")"}
