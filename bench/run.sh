@@ -18,6 +18,7 @@
 #   --no-install   do not apt-get/npm install anything
 #   --no-build     use the binaries already in build-bench/
 # Environment: SB_BENCH_BUILD_DIR (default build-bench), SB_BENCH_EXTRA (extra switchboard-bench flags),
+#              SB_BENCH_POOL (ipc, the default: Switchboard's pool over a Unix socket; tcp: loopback TCP),
 #              SB_BENCH_COMMIT (commit to name in the report when the tree is an export, not a clone).
 set -euo pipefail
 
@@ -42,11 +43,13 @@ while [ $# -gt 0 ]; do
     --pin) pin=1 ;;
     --no-install) install=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+pool_transport=${SB_BENCH_POOL:-ipc}
+[[ $pool_transport =~ ^(ipc|tcp)$ ]] || { echo "run.sh: SB_BENCH_POOL must be ipc or tcp, got '$pool_transport'" >&2; exit 2; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds needs a positive integer, got '$rounds'" >&2; exit 2; }
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
 [ -n "$out" ] || out=$bench_dir/results/$stamp
@@ -193,12 +196,16 @@ bench_target() {  # target, scenario list, suffix of the JSON file
   case $target in
     switchboard-1w|switchboard-2w)
       local workers=${target#switchboard-}; workers=${workers%w}
+      local pool
       read -r http pool < <(free_ports 2)
+      # Gateway and workers share this host: the pool runs over a Unix socket (SB_BENCH_POOL=tcp
+      # for loopback TCP, as workers on other hosts would use).
+      if [ "$pool_transport" = ipc ]; then pool="ipc://$work/$target.pool"; else pool="tcp://127.0.0.1:$pool"; fi
       local g b
-      start_group "$target-gateway" "$gateway_bin" --listen "127.0.0.1:$http" --pool "tcp://127.0.0.1:$pool" \
+      start_group "$target-gateway" "$gateway_bin" --listen "127.0.0.1:$http" --pool "$pool" \
             --gateway-id bench --max-sockets 19500 --log-level warn
       g=$started_pid
-      start_group "$target-backend" "$backend_bin" --gateway "tcp://127.0.0.1:$pool" --workers "$workers" \
+      start_group "$target-backend" "$backend_bin" --gateway "$pool" --workers "$workers" \
             --store "sqlite:$work/$target.db" --log-level warn
       b=$started_pid
       wait_http "http://127.0.0.1:$http/healthz" "\"workers\":$workers" 30 || { log "$target did not start"; return 1; }
@@ -252,7 +259,7 @@ done
 cat >"$out/meta.json" <<EOF
 {"date":"$stamp","mode":"$mode","commit":"$commit","tree_dirty":$([ -n "$dirty" ] && echo true || echo false),
  "command":"bench/run.sh --$mode$([ "$rounds" -gt 1 ] && echo " --rounds $rounds") --targets $targets$([ $pin -eq 1 ] && echo " --pin")","rounds":$rounds,
- "placement":"$placement","seconds":$(( $(date -u +%s) - started )),
+ "placement":"$placement","pool":"$pool_transport","seconds":$(( $(date -u +%s) - started )),
  "machine":{"cores":$(nproc),"kernel":"$(uname -r)","memory_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo)},
  "load_before":"$load_before","load_after":"$(cut -d' ' -f1-3 /proc/loadavg)",
  "bench_args":"$(printf '%s ' "${sizes[@]}" "${extra[@]}")"}

@@ -27,6 +27,29 @@ std::string environment_name(const std::string& option) {
   return out;
 }
 
+std::vector<std::string> split_list(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const auto& value : values) {
+    std::stringstream in(value);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      auto first = item.find_first_not_of(" \t");
+      auto last = item.find_last_not_of(" \t");
+      out.push_back(first == std::string::npos ? std::string() : item.substr(first, last - first + 1));
+    }
+  }
+  return out;
+}
+
+std::string join_list(const std::vector<std::string>& items, const char* separator) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
 RawParse parse_layers(const std::string& program, const std::string& summary,
                       const po::options_description& options, const std::vector<std::string>& args,
                       const Environment& env) {

@@ -37,6 +37,10 @@ RawParse parse_layers(const std::string& program, const std::string& summary,
                       const boost::program_options::options_description& options,
                       const std::vector<std::string>& args, const Environment& env);
 
+// Lists given as "a,b", as a repeated option, or both; blanks around items are dropped.
+std::vector<std::string> split_list(const std::vector<std::string>& values);
+std::string join_list(const std::vector<std::string>& items, const char* separator = ",");
+
 // "127.0.0.1:8080" -> host and port; nullopt when malformed.
 struct HostPort {
   std::string host;

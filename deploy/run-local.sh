@@ -2,7 +2,10 @@
 # One command to a working chat on this machine: installs dependencies, builds Release into
 # build-release/, starts one gateway and two backend workers on the embedded SQLite store,
 # prints the chat URL and runs until Ctrl-C, which stops everything.
+# The pool listens on TCP for workers started elsewhere and on a Unix socket (ipc://) for the two
+# started here, which skips the TCP stack.
 # Overrides: SB_LISTEN (127.0.0.1:8080), SB_POOL (tcp://127.0.0.1:5555),
+#            SB_IPC_POOL (ipc://./var/pool.ipc; empty: the local workers use SB_POOL),
 #            SB_STORE (sqlite:./var/switchboard.db), SB_WORKERS (2).
 set -euo pipefail
 
@@ -10,6 +13,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 listen=${SB_LISTEN:-127.0.0.1:8080}
 pool=${SB_POOL:-tcp://127.0.0.1:5555}
+ipc_pool=${SB_IPC_POOL-ipc://./var/pool.ipc}
 store=${SB_STORE:-sqlite:./var/switchboard.db}
 workers=${SB_WORKERS:-2}
 build_dir=$root/build-release
@@ -40,9 +44,9 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 trap stop EXIT
 
-"$build_dir/gateway/switchboard-gateway" --listen "$listen" --pool "$pool" &
+"$build_dir/gateway/switchboard-gateway" --listen "$listen" --pool "$pool${ipc_pool:+,$ipc_pool}" &
 pids+=($!)
-"$build_dir/backend/switchboard-backend" --gateway "$pool" --workers "$workers" --store "$store" &
+"$build_dir/backend/switchboard-backend" --gateway "${ipc_pool:-$pool}" --workers "$workers" --store "$store" &
 pids+=($!)
 
 # Wait (bounded) for /healthz to report a worker, using bash's /dev/tcp: no curl needed.

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <random>
-#include <sstream>
 
 #include "common/log.hpp"
 
@@ -13,30 +12,6 @@ namespace sb::backend {
 namespace po = boost::program_options;
 
 namespace {
-
-std::string join(const std::vector<std::string>& items, const char* separator) {
-  std::string out;
-  for (const auto& item : items) {
-    if (!out.empty()) out += separator;
-    out += item;
-  }
-  return out;
-}
-
-// "a,b" and repeated options both give lists; blanks around names are ignored.
-std::vector<std::string> split_list(const std::vector<std::string>& values) {
-  std::vector<std::string> out;
-  for (const auto& value : values) {
-    std::stringstream in(value);
-    std::string item;
-    while (std::getline(in, item, ',')) {
-      auto first = item.find_first_not_of(" \t");
-      auto last = item.find_last_not_of(" \t");
-      out.push_back(first == std::string::npos ? std::string() : item.substr(first, last - first + 1));
-    }
-  }
-  return out;
-}
 
 struct Range {
   const char* name;
@@ -111,11 +86,11 @@ ParseOutcome<BackendConfig> parse_backend_options(const std::vector<std::string>
     options.add_options()(range.name, po::value<std::int64_t>()->default_value(defaults.*range.field), help);
   };
   options.add_options()(
-      "gateway", po::value<std::vector<std::string>>()->default_value(defaults.gateways, join(defaults.gateways, ",")),
+      "gateway", po::value<std::vector<std::string>>()->default_value(defaults.gateways, join_list(defaults.gateways)),
       "gateway pool endpoint to connect to (repeatable, or comma-separated)")(
       "workers", po::value<int>()->default_value(defaults.workers), "worker processes to start")(
       "store", po::value<std::string>()->default_value(defaults.store), "chat store: sqlite:PATH")(
-      "apps", po::value<std::vector<std::string>>()->default_value(defaults.apps, join(defaults.apps, ",")),
+      "apps", po::value<std::vector<std::string>>()->default_value(defaults.apps, join_list(defaults.apps)),
       "apps to serve (comma-separated or repeatable): chat, echo, broadcast")(
       "worker-id", po::value<std::string>()->default_value(""),
       "routing id at the gateways (default <hostname>-<pid>-<random4>; with --workers N, <id>-1..<id>-N)")(
@@ -178,7 +153,7 @@ ParseOutcome<BackendConfig> parse_backend_options(const std::vector<std::string>
     const auto& app = config.apps[i];
     const auto& known = known_app_names();
     if (std::find(known.begin(), known.end(), app) == known.end())
-      return fail("--apps: unknown app '" + app + "' (known: " + join(known, ", ") + ")");
+      return fail("--apps: unknown app '" + app + "' (known: " + join_list(known, ", ") + ")");
     if (std::find(config.apps.begin(), config.apps.begin() + static_cast<std::ptrdiff_t>(i), app) !=
         config.apps.begin() + static_cast<std::ptrdiff_t>(i))
       return fail("--apps: '" + app + "' given twice");

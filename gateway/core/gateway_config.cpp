@@ -11,7 +11,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
   po::options_description options("Gateway");
   options.add_options()
       ("listen", po::value(&c.listen)->default_value(c.listen), "HTTP/WebSocket address host:port")
-      ("pool", po::value(&c.pool)->default_value(c.pool), "ZeroMQ endpoint to bind for workers")
+      ("pool", po::value<std::vector<std::string>>()->default_value(c.pool, join_list(c.pool)),
+       "ZeroMQ endpoints to bind for workers, tcp://HOST:PORT or ipc://PATH (repeatable, or comma-separated)")
       ("gateway-id", po::value(&c.gateway_id), "id put in every WSID ([A-Za-z0-9_-], 1-32); default gw-<port>")
       ("reuse-port", po::value(&c.reuse_port)->default_value(c.reuse_port)->implicit_value(true),
        "share --listen with other gateway processes (SO_REUSEPORT); each needs its own --gateway-id and --pool")
@@ -52,7 +53,16 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
   };
   auto listen = parse_host_port(c.listen);
   if (!listen) return fail("--listen must be host:port, got '" + c.listen + "'");
-  if (c.pool.empty()) return fail("--pool must not be empty");
+  c.pool = split_list(raw.values["pool"].as<std::vector<std::string>>());
+  if (c.pool.empty()) return fail("--pool: at least one endpoint is needed");
+  for (std::size_t i = 0; i < c.pool.size(); ++i) {
+    const auto& endpoint = c.pool[i];
+    bool tcp = endpoint.rfind("tcp://", 0) == 0, ipc = endpoint.rfind("ipc://", 0) == 0;
+    if ((!tcp && !ipc) || endpoint.size() == 6)
+      return fail("--pool '" + endpoint + "': expected tcp://HOST:PORT or ipc://PATH");
+    for (std::size_t j = 0; j < i; ++j)
+      if (c.pool[j] == endpoint) return fail("--pool '" + endpoint + "' given twice");
+  }
   if (c.reuse_port && c.gateway_id.empty())
     return fail("--reuse-port needs --gateway-id: gateways sharing a port must not share an id");
   if (c.gateway_id.empty()) c.gateway_id = "gw-" + std::to_string(listen->port);

@@ -11,7 +11,9 @@ namespace sb::gateway {
 
 struct GatewayConfig {
   std::string listen = "127.0.0.1:8080";         // loopback by default: exposing it is a deliberate choice
-  std::string pool = "tcp://127.0.0.1:5555";     // ZeroMQ ROUTER the workers connect to
+  // Endpoints the ZeroMQ ROUTER binds; workers connect to any one. tcp:// for workers anywhere;
+  // ipc:// (a Unix socket) for workers on this host skips the TCP stack: S4 p50 140 -> 115 us.
+  std::vector<std::string> pool = {"tcp://127.0.0.1:5555"};
   std::string gateway_id;                        // names this gateway in every WSID; default "gw-<port>"
   // Several gateway processes on one port (SO_REUSEPORT; the kernel spreads new connections):
   // past one process's ~19 000 sockets or one core. Each needs its own --gateway-id and --pool.

@@ -130,6 +130,7 @@ struct Server::Impl final : SocketDriver {
   struct lws_context* context = nullptr;
   void* zmq_context = nullptr;
   void* router = nullptr;
+  std::vector<std::string> ipc_files;  // of the ipc:// endpoints we bound
   std::string write_buffer;  // reused for every write: LWS_PRE bytes then frames
   std::vector<Session*> to_flush;  // sockets with new output this loop turn (see wake_writer)
   std::vector<Session*> flushing;
@@ -230,8 +231,11 @@ struct Server::Impl final : SocketDriver {
     zmq_setsockopt(router, ZMQ_SNDHWM, &config.pool_hwm, sizeof config.pool_hwm);
     zmq_setsockopt(router, ZMQ_RCVHWM, &config.pool_hwm, sizeof config.pool_hwm);
     zmq_setsockopt(router, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size);
-    if (zmq_bind(router, config.pool.c_str()) != 0)
-      throw std::runtime_error("cannot bind pool " + config.pool + ": " + zmq_strerror(zmq_errno()));
+    for (const auto& endpoint : config.pool) {
+      if (zmq_bind(router, endpoint.c_str()) != 0)
+        throw std::runtime_error("cannot bind pool " + endpoint + ": " + zmq_strerror(zmq_errno()));
+      if (endpoint.rfind("ipc://", 0) == 0) ipc_files.push_back(endpoint.substr(6));
+    }
     int fd = -1;
     std::size_t fd_size = sizeof fd;
     zmq_getsockopt(router, ZMQ_FD, &fd, &fd_size);
@@ -800,6 +804,9 @@ Server::Server(const GatewayConfig& config) : impl_(std::make_unique<Impl>(confi
 Server::~Server() {
   if (impl_->router) zmq_close(impl_->router);
   if (impl_->zmq_context) zmq_ctx_term(impl_->zmq_context);
+  // libzmq 4.3.4 leaves a bound ipc:// socket file behind; remove ours (the next bind would
+  // replace it anyway, but a stopped gateway should not look like a running one).
+  for (const auto& file : impl_->ipc_files) ::unlink(file.c_str());
 }
 
 static void use_pooled_allocator_for_lws() {
@@ -820,7 +827,7 @@ int Server::run() {
   s.start_lws();
   s.start_timers();
   log::info("gateway ", s.config.gateway_id, " epoch ", to_base36(s.core.epoch()), " listening on http://",
-            s.config.listen, " pool ", s.config.pool);
+            s.config.listen, " pool ", join_list(s.config.pool, " "));
   ev_run(s.loop, 0);
   log::info("gateway stopped");
   return 0;

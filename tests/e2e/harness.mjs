@@ -144,12 +144,15 @@ class Child {
 export async function startStack(options = {}) {
   // gateways > 1: that many gateway processes share the port (--reuse-port), each with its own
   // pool; every worker connects to all of them.
-  const { maxMessageBytes = 1024, workers = 2, gateways = 1, logLevel = 'info', attempts = 3, gatewayArgs = [] } = options;
+  // ipcWorkers (one gateway only): the gateway binds an ipc:// endpoint next to its tcp:// one,
+  // and the first `ipcWorkers` workers connect over it.
+  const { maxMessageBytes = 1024, workers = 2, gateways = 1, logLevel = 'info', attempts = 3, gatewayArgs = [],
+          ipcWorkers = 0 } = options;
   const bins = binaries();
   let last_error = null;
   // A free port can be taken between our probe and the gateway's bind: retry on new ports.
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    const stack = new Stack(bins, { maxMessageBytes, workers, gateways, logLevel, gatewayArgs });
+    const stack = new Stack(bins, { maxMessageBytes, workers, gateways, logLevel, gatewayArgs, ipcWorkers });
     try {
       await stack.start();
       return stack;
@@ -177,6 +180,8 @@ class Stack {
     this.http_port = http_port;
     this.pools = pool_ports.map((p) => `tcp://127.0.0.1:${p}`);
     this.pool = this.pools[0];
+    this.ipcPool = this.opts.ipcWorkers > 0 ? `ipc://${path.join(this.dir, 'pool.ipc')}` : null;
+    if (this.ipcPool && this.opts.gateways !== 1) throw new Error('ipcWorkers needs exactly one gateway');
     this.httpUrl = `http://127.0.0.1:${http_port}`;
     this.wsUrl = `ws://127.0.0.1:${http_port}`;
     this.store = `sqlite:${path.join(this.dir, 'switchboard.db')}`;
@@ -186,14 +191,16 @@ class Stack {
     this.gatewayIds = this.pools.map((_, i) => (shared ? `e2e-g${i + 1}` : 'e2e'));
     this.pools.forEach((pool, i) => {
       this.children.push(new Child(shared ? `gateway-${i + 1}` : 'gateway', this.bins.gateway, [
-        '--listen', `127.0.0.1:${http_port}`, '--pool', pool, '--gateway-id', this.gatewayIds[i],
+        '--listen', `127.0.0.1:${http_port}`, '--pool', this.ipcPool ? `${pool},${this.ipcPool}` : pool,
+        '--gateway-id', this.gatewayIds[i],
         '--max-message-bytes', String(this.opts.maxMessageBytes), '--log-level', level,
         ...(shared ? ['--reuse-port'] : []), ...this.opts.gatewayArgs,
       ], this.dir));
     });
     for (let i = 1; i <= this.opts.workers; i++) {
       this.children.push(new Child(`backend-${i}`, this.bins.backend, [
-        ...this.pools.flatMap((pool) => ['--gateway', pool]), '--workers', '1', '--worker-id', `e2e-w${i}`,
+        ...(i <= this.opts.ipcWorkers ? ['--gateway', this.ipcPool] : this.pools.flatMap((pool) => ['--gateway', pool])),
+        '--workers', '1', '--worker-id', `e2e-w${i}`,
         '--store', this.store, '--log-level', level,
       ], this.dir));
     }

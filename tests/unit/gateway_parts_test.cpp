@@ -98,7 +98,7 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
   auto defaults = parse_gateway_options({}, {});
   REQUIRE(defaults.config);
   CHECK(defaults.config->listen == "127.0.0.1:8080");
-  CHECK(defaults.config->pool == "tcp://127.0.0.1:5555");
+  CHECK(defaults.config->pool == std::vector<std::string>{"tcp://127.0.0.1:5555"});
   CHECK(defaults.config->gateway_id == "gw-8080");
   CHECK(defaults.config->max_message_bytes == 65536);
 
@@ -135,7 +135,21 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
   REQUIRE(from_env.config);
   CHECK(from_env.config->reuse_port);
 
+  // Workers anywhere over TCP and workers on this host over a Unix socket, one ROUTER.
+  auto pools = parse_gateway_options({"--pool", "tcp://0.0.0.0:7001, ipc:///run/sb/pool", "--pool", "tcp://[::1]:7002"}, {});
+  REQUIRE(pools.config);
+  CHECK(pools.config->pool ==
+        std::vector<std::string>{"tcp://0.0.0.0:7001", "ipc:///run/sb/pool", "tcp://[::1]:7002"});
+  auto pool_env = parse_gateway_options({}, {{"SWITCHBOARD_POOL", "ipc:///tmp/a,tcp://127.0.0.1:1"}});
+  REQUIRE(pool_env.config);
+  CHECK(pool_env.config->pool == std::vector<std::string>{"ipc:///tmp/a", "tcp://127.0.0.1:1"});
+
   for (auto bad : std::vector<std::vector<std::string>>{{"--listen", "nope"},
+                                                        {"--pool", "udp://127.0.0.1:1"},
+                                                        {"--pool", "127.0.0.1:5555"},
+                                                        {"--pool", "ipc://"},
+                                                        {"--pool", "tcp://a:1,,tcp://b:1"},
+                                                        {"--pool", "tcp://a:1,tcp://a:1"},
                                                         {"--gateway-id", "has.dot"},
                                                         {"--max-message-bytes", "10"},
                                                         {"--log-level", "loud"},
