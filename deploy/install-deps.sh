@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-ev libev-dev
-  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev liburing-dev
   libboost-program-options-dev doctest-dev libsqlite3-dev nlohmann-json3-dev
   chromium
   sqlite3  # the fault tests read the shared store with the CLI

@@ -16,6 +16,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
       ("gateway-id", po::value(&c.gateway_id), "id put in every WSID ([A-Za-z0-9_-], 1-32); default gw-<port>")
       ("reuse-port", po::value(&c.reuse_port)->default_value(c.reuse_port)->implicit_value(true),
        "share --listen with other gateway processes (SO_REUSEPORT); each needs its own --gateway-id and --pool")
+      ("io-uring", po::value(&c.io_uring)->default_value(c.io_uring)->implicit_value(true),
+       "batch each loop turn's socket writes into one io_uring submission (false: one send per socket)")
       ("max-message-bytes", po::value(&c.max_message_bytes)->default_value(c.max_message_bytes),
        "largest client message; larger ones are closed with 1009")
       ("max-queue-bytes", po::value(&c.max_queue_bytes)->default_value(c.max_queue_bytes),

@@ -21,6 +21,10 @@ struct GatewayConfig {
   std::size_t max_message_bytes = 64 * 1024;     // larger client messages: close 1009 (peers use 16-128 KiB)
   std::size_t max_queue_bytes = 1024 * 1024;     // per-socket send backlog before close 4008 (Centrifugo: 1 MB)
   std::size_t max_write_batch_bytes = 64 * 1024; // bytes coalesced into one lws_write
+  // One loop turn's socket writes go to the kernel in one io_uring submission (per 256
+  // sockets) instead of one send() each; without io_uring (old kernel, seccomp) the gateway
+  // falls back to send() and says so at start.
+  bool io_uring = true;
   // lws' per-socket receive buffer, which is also the most it reads from a socket at once.
   // Small keeps idle sockets cheap (a message arriving in pieces is reassembled); larger cuts
   // read calls for big or pipelined messages. At least 125: lws handles control frames (close,
