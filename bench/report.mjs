@@ -338,8 +338,8 @@ lines.push('');
   lines.push(table(['target', 'S1 echo 100', 'S1 echo 500', 'S2 room 10 (per delivery)', 'S2 room 100', 'S2 room 1000'], rows));
 }
 lines.push('');
-const benchBusy = names.flatMap((t) => [...rowsOf(t, 's1'), ...rowsOf(t, 's2')])
-  .filter((r) => r && r.bench_cpu_pct > 85).map((r) => `${t} ${r.conns ? `S1 ${r.conns}` : `S2 room ${r.room_size}`} (${num(r.bench_cpu_pct)} %)`);
+const benchBusy = names.flatMap((t) => [...rowsOf(t, 's1'), ...rowsOf(t, 's2')]
+  .filter((r) => r && r.bench_cpu_pct > 85).map((r) => `${t} ${r.conns ? `S1 ${r.conns}` : `S2 room ${r.room_size}`} (${num(r.bench_cpu_pct)} %)`));
 if (benchBusy.length) {
   lines.push(`Load generator near one full core (its limit) in: ${benchBusy.join(', ')}. There the measured rate is a lower bound ` +
     'of the server\'s, and the server and the bench share 2 cores.');
