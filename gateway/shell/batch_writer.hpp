@@ -24,10 +24,9 @@ class BatchWriter {
   bool start(unsigned entries, std::string& error);
   bool started() const { return started_; }
   unsigned capacity() const { return entries_; }
-  unsigned pending() const { return static_cast<unsigned>(queued_tags_.size()); }
 
   // Queues a send of `size` bytes at `data` to `fd`; `data` must stay valid and unchanged until
-  // flush() returns. Needs pending() < capacity().
+  // flush() returns. At most capacity() sends between flushes.
   void add(int fd, const char* data, std::size_t size, std::uint64_t tag);
 
   // Submits what add() queued and calls done(tag, result) for each: bytes written, or -errno

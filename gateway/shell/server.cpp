@@ -21,13 +21,13 @@
 #include <vector>
 
 #include "common/close_codes.hpp"
-#include "gateway/shell/batch_writer.hpp"
 #include "common/log.hpp"
 #include "common/wsid.hpp"
 #include "gateway/core/gateway_core.hpp"
 #include "gateway/core/routes.hpp"
 #include "gateway/core/size_class_pool.hpp"
 #include "gateway/core/ws_frame.hpp"
+#include "gateway/shell/batch_writer.hpp"
 
 namespace sb::gateway {
 
@@ -133,7 +133,9 @@ struct Server::Impl final : SocketDriver {
   void* router = nullptr;
   std::vector<std::string> ipc_files;  // of the ipc:// endpoints we bound
   std::string write_buffer;  // reused for every write: LWS_PRE bytes then frames
-  // Batched writes (--io-uring): one loop turn's output, sent with one system call per batch.
+  // Batched writes (--io-uring): one loop turn's output, sent with one system call per batch
+  // of up to batch_sockets sockets.
+  static constexpr unsigned batch_sockets = 256;
   BatchWriter batch_writer;
   struct BatchedWrite {
     Session* session;
@@ -894,7 +896,7 @@ int Server::run() {
   s.open_pool();
   if (s.config.io_uring) {
     std::string why;
-    if (s.batch_writer.start(256, why)) log::info("socket writes batched with io_uring");
+    if (s.batch_writer.start(Impl::batch_sockets, why)) log::info("socket writes batched with io_uring");
     else log::warn("io_uring unavailable (", why, "): one send per socket");
   }
   s.start_lws();
