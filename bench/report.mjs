@@ -204,6 +204,7 @@ lines.push('Everything ran on this one 2-core machine over loopback, one target 
   '(`switchboard-bench`, one thread) included: absolute numbers drift from run to run, ratios hold better. ' +
   `CPU placement: ${meta.placement ?? 'not pinned'}. ` +
   `Switchboard's pool (gateway to workers): ${meta.pool === 'ipc' ? 'ZeroMQ over a Unix socket (ipc://), as for workers on the gateway\'s host' : 'ZeroMQ over loopback TCP'}. ` +
+  `Loopback netfilter: ${meta.netfilter ?? 'not recorded'}${/\bnat\b/.test(meta.netfilter ?? '') ? ' (the nat table puts connection tracking on every loopback packet: a few per cent slower)' : ''}. ` +
   'CPU-µs per message is the CPU time of the whole system under test (gateway + workers; Node process; ' +
   'Pushpin\'s condure + zurl + proxy + handler + the GRIP origin) divided by messages delivered.');
 lines.push('');

@@ -110,6 +110,15 @@ else
   placement="not pinned: load generator and targets share all $(nproc) CPUs"
 fi
 
+# --- loopback netfilter ---
+# Tables left by a Docker engine (nat) put connection tracking on every loopback packet: a few
+# per cent of each send and receive here. A fresh machine has none; the report says which.
+netfilter=none
+if command -v iptables-save >/dev/null; then
+  tables=$(iptables-save 2>/dev/null | sed -n 's/^\*//p' | tr '\n' ' ')
+  [ -n "$tables" ] && netfilter="iptables tables: ${tables% }"
+fi
+
 # --- sizes ---
 case $mode in
   full) sizes=(--duration 10 --warmup 1 --s5-sockets 10000) ;;
@@ -259,7 +268,7 @@ done
 cat >"$out/meta.json" <<EOF
 {"date":"$stamp","mode":"$mode","commit":"$commit","tree_dirty":$([ -n "$dirty" ] && echo true || echo false),
  "command":"bench/run.sh --$mode$([ "$rounds" -gt 1 ] && echo " --rounds $rounds") --targets $targets$([ $pin -eq 1 ] && echo " --pin")","rounds":$rounds,
- "placement":"$placement","pool":"$pool_transport","seconds":$(( $(date -u +%s) - started )),
+ "placement":"$placement","pool":"$pool_transport","netfilter":"$netfilter","seconds":$(( $(date -u +%s) - started )),
  "machine":{"cores":$(nproc),"kernel":"$(uname -r)","memory_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo)},
  "load_before":"$load_before","load_after":"$(cut -d' ' -f1-3 /proc/loadavg)",
  "bench_args":"$(printf '%s ' "${sizes[@]}" "${extra[@]}")"}

@@ -2,6 +2,8 @@
 // loopback source addresses, the upgrade handshake, masked frames out (coalesced per socket
 // into one write per loop turn), server frames in. Scenarios drive it through callbacks.
 #pragma once
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "bench/src/ws_wire.hpp"
+#include "common/uring_batch.hpp"
 
 namespace sb::bench {
 
@@ -49,7 +52,9 @@ struct EngineStats {
 class Engine {
  public:
   // sources > 1 spreads connections over 127.0.0.1 .. 127.0.0.<sources> (loopback targets only).
-  explicit Engine(int sources);
+  // batched_reads: a turn's readable sockets are read with one io_uring submission (falls back
+  // to one recv each when the kernel refuses io_uring).
+  Engine(int sources, bool batched_reads);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -76,11 +81,14 @@ class Engine {
   std::size_t open_count() const { return open_; }
   std::size_t pending_count() const { return pending_; }  // connecting or handshaking
   EngineStats& stats() { return stats_; }
+  bool batched_reads() const { return read_batch_.started(); }
   std::size_t max_message_bytes = 1 << 20;
 
  private:
   void handle_event(Conn& c, std::uint32_t events);
   void on_readable(Conn& c);
+  bool take_input(Conn& c, char* data, ssize_t n);  // one read's result; false: stop reading c
+  void read_batched();
   void on_writable(Conn& c);
   bool process_input(Conn& c, char* data, std::size_t size, std::size_t& consumed);
   void flush(Conn& c);
@@ -98,6 +106,9 @@ class Engine {
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> dirty_;
   std::string read_buffer_;
+  UringBatch read_batch_;
+  std::vector<Conn*> to_read_;  // this turn's readable sockets, for read_batched()
+  std::string read_slots_;      // one slot per batched read
   std::size_t open_ = 0, pending_ = 0;
   std::uint64_t rng_ = 0x9E3779B97F4A7C15ull;
   std::uint32_t next_id_ = 0;

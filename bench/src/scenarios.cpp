@@ -69,7 +69,7 @@ struct Window {
 
 class Runner {
  public:
-  explicit Runner(const Options& o) : o_(o), engine_(o.sources) {
+  explicit Runner(const Options& o) : o_(o), engine_(o.sources, o.io_uring) {
     auto url = parse_ws_url(o.url);
     if (!url) throw std::runtime_error("bad --url (want ws://HOST:PORT): " + o.url);
     base_ = *url;
@@ -92,6 +92,7 @@ class Runner {
     cfg["warmup_s"] = o_.warmup;
     cfg["payload_bytes"] = std::max(o_.size, stamp_size);
     cfg["sources"] = o_.sources;
+    cfg["reads"] = engine_.batched_reads() ? "io_uring" : "recv";
     cfg["server_pids"] = server_pids_;
     cfg["gateway_pids"] = gateway_pids_;
     out["config"] = cfg;

@@ -16,6 +16,7 @@ struct Options {
   double warmup = 0.5;    // seconds before each measured phase, not counted
   std::size_t size = 64;  // payload bytes
   int sources = 8;        // loopback source addresses
+  bool io_uring = true;   // receive from a turn's readable sockets with one system call
   std::string echo_path = "/echo";
   std::string broadcast_path = "/broadcast";
   std::string chat_path = "/chat";

@@ -22,12 +22,12 @@
 
 #include "common/close_codes.hpp"
 #include "common/log.hpp"
+#include "common/uring_batch.hpp"
 #include "common/wsid.hpp"
 #include "gateway/core/gateway_core.hpp"
 #include "gateway/core/routes.hpp"
 #include "gateway/core/size_class_pool.hpp"
 #include "gateway/core/ws_frame.hpp"
-#include "gateway/shell/batch_writer.hpp"
 
 namespace sb::gateway {
 
@@ -136,7 +136,7 @@ struct Server::Impl final : SocketDriver {
   // Batched writes (--io-uring): one loop turn's output, sent with one system call per batch
   // of up to batch_sockets sockets.
   static constexpr unsigned batch_sockets = 256;
-  BatchWriter batch_writer;
+  UringBatch batch_writer;
   struct BatchedWrite {
     Session* session;
     struct lws* wsi;
@@ -248,7 +248,7 @@ struct Server::Impl final : SocketDriver {
       // batch_bytes is complete: its buffer no longer moves.
       for (std::size_t i = 0; i < batch.size(); ++i) {
         const auto& w = batch[i];
-        batch_writer.add(lws_get_socket_fd(w.wsi), batch_bytes.data() + w.begin, w.end - w.begin, i);
+        batch_writer.add_send(lws_get_socket_fd(w.wsi), batch_bytes.data() + w.begin, w.end - w.begin, i);
       }
       batch_writer.flush([&](std::uint64_t i, int result) { finish_batched_write(batch[i], result); });
     }

@@ -141,6 +141,8 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
   const r = JSON.parse(fs.readFileSync(out, 'utf8'));
   assert.deepEqual(r, fromStdout);
   assert.equal(r.target, 'smoke');
+  // io_uring where the kernel allows it (batched reads); one recv per socket otherwise.
+  assert.ok(['io_uring', 'recv'].includes(r.config.reads), `config.reads: ${r.config.reads}`);
   const s = r.scenarios;
   for (const name of ['s1', 's2', 's3', 's4', 's5', 's6'])
     assert.ok(s[name] && !s[name].error, `${name}: ${JSON.stringify(s[name])}`);
