@@ -99,9 +99,7 @@ class Engine {
   std::uint32_t next_mask();
 
   int epoll_fd_ = -1;
-  int timer_fd_ = -1;
   int sources_ = 1;
-  std::int64_t armed_ns_ = -1;
   std::int64_t wakeup_ns_ = 0;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> dirty_;
