@@ -66,6 +66,8 @@ int main(int argc, char** argv) {
       ("s5-room-size", po::value(&o.s5_room_size)->default_value(o.s5_room_size), "S5: sockets per chat room")
       ("s6-room", po::value(&o.s6_room)->default_value(o.s6_room), "S6: room size")
       ("s6-stalled-pct", po::value(&o.s6_stalled_pct)->default_value(o.s6_stalled_pct), "S6: percent that stop reading")
+      ("s6-duration", po::value(&o.s6_duration)->default_value(o.s6_duration),
+       "S6: seconds per measured phase (0: --duration); its ratio compares two phases, so short ones are noisy")
       ("s6-stalled-rcvbuf", po::value(&o.s6_stalled_rcvbuf)->default_value(o.s6_stalled_rcvbuf), "S6: SO_RCVBUF of stalled sockets (0: default)")
       ("queue-cap-bytes", po::value(&o.queue_cap_bytes)->default_value(o.queue_cap_bytes), "server per-socket queue cap (report only)")
       ("max-pending", po::value(&o.max_pending)->default_value(o.max_pending), "handshakes in flight when opening many sockets")

@@ -640,13 +640,14 @@ class Runner {
     int size = o_.s6_room;
     int stalled_n = static_cast<int>(std::round(size * o_.s6_stalled_pct / 100.0));
     int healthy_n = size - stalled_n;
+    double phase = o_.s6_duration > 0 ? o_.s6_duration : o_.duration;
     auto rooms = open_rooms(1, size, "s6", healthy_n, o_.s6_stalled_rcvbuf);
     auto& room = rooms[0];
     std::vector<Conn*> healthy(room.begin(), room.begin() + healthy_n);
     std::vector<Conn*> stalled(room.begin() + healthy_n, room.end());
     quiesce();
     // Counted deliveries reach healthy members only: "sent * healthy" with one room (group 0).
-    auto base = fanout_closed(healthy, healthy, o_.duration);
+    auto base = fanout_closed(healthy, healthy, phase);
     log("s6 all reading: ", base.deliveries_per_s);
     quiesce();
     auto rss0 = total_rss_kib(gateway_pids_);
@@ -659,7 +660,7 @@ class Runner {
         next_sample = now + 100 * ms;
       }
     };
-    auto slow = fanout_closed(healthy, healthy, o_.duration);
+    auto slow = fanout_closed(healthy, healthy, phase);
     engine_.on_tick = nullptr;
     auto rss1 = total_rss_kib(gateway_pids_);
     rss_peak = std::max(rss_peak, rss1);
@@ -676,6 +677,7 @@ class Runner {
     j["room_size"] = size;
     j["stalled"] = stalled_n;
     j["stalled_rcvbuf"] = o_.s6_stalled_rcvbuf;
+    j["phase_s"] = phase;
     j["in_flight"] = base.window_per_room;
     Json a;
     a["healthy_deliveries_per_s"] = std::round(base.deliveries_per_s);
