@@ -22,6 +22,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
        "largest client message; larger ones are closed with 1009")
       ("max-queue-bytes", po::value(&c.max_queue_bytes)->default_value(c.max_queue_bytes),
        "per-socket send backlog before the socket is closed with 4008")
+      ("socket-send-buffer-bytes", po::value(&c.socket_send_buffer_bytes)->default_value(c.socket_send_buffer_bytes),
+       "SO_SNDBUF per WebSocket (4096-16777216; the kernel doubles it); bounds a stalled reader's kernel memory; 0 = autotuning")
       ("rx-buffer-bytes", po::value(&c.rx_buffer_bytes)->default_value(c.rx_buffer_bytes),
        "per-socket receive buffer (125-65536): small keeps idle sockets cheap, large cuts read calls")
       ("max-sockets", po::value(&c.max_sockets)->default_value(c.max_sockets), "WebSockets held at once")
@@ -72,6 +74,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
   if (c.max_message_bytes < 125 || c.max_message_bytes > (64u << 20))
     return fail("--max-message-bytes must be between 125 and 67108864");
   if (c.max_queue_bytes < c.max_message_bytes) return fail("--max-queue-bytes must be at least --max-message-bytes");
+  if (c.socket_send_buffer_bytes != 0 && (c.socket_send_buffer_bytes < 4096 || c.socket_send_buffer_bytes > (16u << 20)))
+    return fail("--socket-send-buffer-bytes must be 0 or between 4096 and 16777216");
   if (c.rx_buffer_bytes < 125 || c.rx_buffer_bytes > 65536) return fail("--rx-buffer-bytes must be between 125 and 65536");
   if (c.max_sockets == 0) return fail("--max-sockets must be positive");
   if (c.max_pending_handshakes > 65535) return fail("--max-pending-handshakes must be at most 65535");

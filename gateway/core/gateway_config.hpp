@@ -21,6 +21,11 @@ struct GatewayConfig {
   std::size_t max_message_bytes = 64 * 1024;     // larger client messages: close 1009 (peers use 16-128 KiB)
   std::size_t max_queue_bytes = 1024 * 1024;     // per-socket send backlog before close 4008 (Centrifugo: 1 MB)
   std::size_t max_write_batch_bytes = 64 * 1024; // bytes coalesced into one lws_write
+  // SO_SNDBUF of each WebSocket (the kernel doubles it). Without it Linux grows a socket's send
+  // buffer up to tcp_wmem's max (4 MiB here), so a stalled reader could pin that much kernel
+  // memory on top of max_queue_bytes and reach its 4008 only after ~5 MiB. 0 = the kernel's
+  // autotuning.
+  std::size_t socket_send_buffer_bytes = 128 * 1024;
   // One loop turn's socket writes go to the kernel in one io_uring submission (per 256
   // sockets) instead of one send() each; without io_uring (old kernel, seccomp) the gateway
   // falls back to send() and says so at start.

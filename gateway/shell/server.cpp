@@ -144,6 +144,7 @@ struct Server::Impl final : SocketDriver {
   };
   std::vector<BatchedWrite> batch;
   std::string batch_bytes;
+  std::uint64_t sndbuf_failures = 0;       // setsockopt(SO_SNDBUF) refused (logged, socket kept)
   std::uint64_t writes_batched = 0;        // sends that went through batch_writer
   std::uint64_t writes_handed_to_lws = 0;  // of those, the ones a socket did not take whole
   std::vector<Session*> to_flush;  // sockets with new output this loop turn (see wake_writer)
@@ -599,6 +600,13 @@ struct Server::Impl final : SocketDriver {
   }
 
   int on_established(struct lws* wsi) {
+    if (config.socket_send_buffer_bytes > 0) {
+      // Fixing it also turns the kernel's autotuning off for this socket, which is the point.
+      int size = static_cast<int>(config.socket_send_buffer_bytes);
+      if (::setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &size, sizeof size) != 0 &&
+          log::worth_logging(++sndbuf_failures))
+        log::warn("SO_SNDBUF ", size, ": ", std::strerror(errno), " (", sndbuf_failures, " so far)");
+    }
     OpenParams params;
     params.path = header(wsi, WSI_TOKEN_GET_URI);
     params.app = app_for_path(params.path).value_or("");

@@ -127,6 +127,10 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
   auto rx = parse_gateway_options({"--rx-buffer-bytes", "4096"}, {});
   REQUIRE(rx.config);
   CHECK(rx.config->rx_buffer_bytes == 4096);
+  CHECK(rx.config->socket_send_buffer_bytes == 128 * 1024);  // the default
+  auto autotuned = parse_gateway_options({"--socket-send-buffer-bytes", "0"}, {});
+  REQUIRE(autotuned.config);
+  CHECK(autotuned.config->socket_send_buffer_bytes == 0);
   CHECK_FALSE(drain.config->reuse_port);
   auto shared = parse_gateway_options({"--reuse-port", "--gateway-id", "gw-a"}, {});
   REQUIRE(shared.config);
@@ -158,6 +162,8 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
                                                         {"--max-pending-handshakes", "70000"},
                                                         {"--rx-buffer-bytes", "124"},  // a close frame would not fit
                                                         {"--rx-buffer-bytes", "65537"},
+                                                        {"--socket-send-buffer-bytes", "4095"},
+                                                        {"--socket-send-buffer-bytes", "16777217"},
                                                         {"--heartbeat-ms", "1000", "--worker-dead-ms", "1500"},
                                                         {"--no-such-option"},
                                                         {"--config", "/nonexistent/file.ini"}}) {
