@@ -112,3 +112,37 @@ test('readers that stop get every message, whole and in order, when they read ag
   }
   sender.close();
 });
+
+// The kernel's part of a stalled reader's backlog is bounded too (--socket-send-buffer-bytes):
+// left to autotuning, Linux let it grow to 4 MiB before the gateway's own queue (and its 4008
+// cap) was reached at all.
+test('a reader that stops is closed with 4008 after its queue cap plus a bounded kernel buffer', T, async (t) => {
+  const capped = await startStack({ workers: 1, maxMessageBytes: 65536, gatewayArgs: ['--max-queue-bytes', String(1 << 20)] });
+  t.after(() => capped.stop({ dumpLogs: t.passed === false }));
+  const cappedCounters = async () => JSON.parse((await httpGet(`${capped.httpUrl}/healthz`)).body).counters;
+  const path = `/broadcast?room=${uniqueRoom('cap')}`;
+  const sender = await open(`${capped.wsUrl}${path}`);
+  const reader = await openRawReader(capped.http_port, path);
+  sender.send(Buffer.from('probe'));
+  for (const limit = Date.now() + 20000; reader.messages.length < 1;) {
+    assert.ok(Date.now() < limit, 'the reader got the probe');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  reader.socket.pause();
+  const before = (await cappedCounters()).slow_consumer_closes;
+  // Each message is in the reader's backlog before the sender gets its own copy back.
+  let sentBytes = 0;
+  for (let i = 0; i < 200 && (await cappedCounters()).slow_consumer_closes === before; i++) {
+    const echoed = new Promise((resolve) => sender.once('message', resolve));
+    sender.send(payload(i));
+    await echoed;
+    sentBytes += SIZE;
+  }
+  assert.equal((await cappedCounters()).slow_consumer_closes, before + 1, 'the stalled reader was closed with 4008');
+  // 1 MiB queued by the gateway + at most 256 KiB in its kernel send buffer + what the reader's
+  // own receive buffer took; with autotuning this took over 5 MB.
+  assert.ok(sentBytes < 2.5 * (1 << 20), `closed after ${sentBytes} bytes`);
+  t.diagnostic(`stalled reader closed with 4008 after ${sentBytes} bytes`);
+  reader.socket.destroy();
+  sender.close();
+});
