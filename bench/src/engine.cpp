@@ -381,7 +381,8 @@ void Engine::read_batched() {
     read_batch_.add_recv(to_read_[i]->fd, read_slots_.data() + i * read_slot, read_slot, i);
   read_batch_.flush([&](std::uint64_t i, int result) {
     Conn& c = *to_read_[i];
-    if (c.fd < 0 || c.state == ConnState::closed || !c.reading) return;
+    // Bytes already taken from the kernel are parsed even if a callback paused c meanwhile.
+    if (c.fd < 0 || c.state == ConnState::closed) return;
     if (result == -ECANCELED) {
       on_readable(c);  // never submitted
       return;
