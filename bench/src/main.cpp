@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
       ("s2-open-rate", po::value(&o.s2_open_rate)->default_value(o.s2_open_rate),
        "S2: open-loop sends/s for the latency phase; 0 = half the saturating rate (fix it to compare builds at equal load)")
       ("s4-rate", po::value(&o.s4_rate)->default_value(o.s4_rate), "S4: fixed open-loop rate, msgs/s")
+      ("s4-duration", po::value(&o.s4_duration)->default_value(o.s4_duration),
+       "S4: seconds of the fixed-rate phase (0: --duration); its p99 rests on a few stalls, so short ones are noisy")
       ("s5-sockets", po::value(&o.s5_sockets)->default_value(o.s5_sockets), "S5: sockets in the storm")
       ("s5-concurrency", po::value(&o.s5_concurrency)->default_value(o.s5_concurrency), "S5: handshakes in flight")
       ("s5-room-size", po::value(&o.s5_room_size)->default_value(o.s5_room_size), "S5: sockets per chat room")

@@ -346,6 +346,8 @@ class Runner {
     Window window;
     bool drained = true;
     std::size_t window_per_room = 0;  // closed loop: messages in flight per room
+    // Open loop, when asked: (send time since the phase began, latency) of each measured sample.
+    std::vector<std::pair<std::int64_t, std::int64_t>> samples;
   };
 
   // Closed loop with a window per room: W messages in flight in each room; when a sender
@@ -419,7 +421,7 @@ class Runner {
   // Open loop: sends at `rate` per second round-robin over senders, stamped with the
   // scheduled time, so a stalled server shows as latency (no coordinated omission).
   FanoutResult fanout_open(const std::vector<Conn*>& senders, const std::vector<Conn*>& counted,
-                           double rate, double duration) {
+                           double rate, double duration, bool keep_samples = false) {
     FanoutResult r;
     r.window.pids = server_pids_;
     if (rate <= 0 || senders.empty()) return r;
@@ -437,8 +439,10 @@ class Runner {
       if (s.time_ns >= measure_from && s.time_ns < end) {
         ++r.deliveries;
         r.latency.record(now - s.time_ns);
+        if (keep_samples) r.samples.emplace_back(s.time_ns - measure_from, now - s.time_ns);
       }
     };
+    if (keep_samples) r.samples.reserve(static_cast<std::size_t>(rate * duration * 1.1) + 16);
     engine_.on_tick = [&](std::int64_t now) {
       while (true) {
         auto due = t0 + static_cast<std::int64_t>(static_cast<double>(k) * interval);
@@ -577,7 +581,8 @@ class Runner {
     quiesce();
     // Open loop at a fixed rate on the same socket: an echo is a room of one.
     conns[0]->group = 0;
-    auto fixed = fanout_open(conns, conns, o_.s4_rate, o_.duration);
+    const double phase = o_.s4_duration > 0 ? o_.s4_duration : o_.duration;
+    auto fixed = fanout_open(conns, conns, o_.s4_rate, phase, true);
     Json f;
     f["rate_offered"] = o_.s4_rate;
     f["msgs_per_s"] = std::round(fixed.deliveries_per_s);
@@ -586,6 +591,11 @@ class Runner {
     f["bench_send_lag_p99_us"] = round3(us(fixed.send_lag.percentile(99)));
     f["bench_send_lag_p50_us"] = round3(us(fixed.send_lag.percentile(50)));
     f["drained"] = fixed.drained;
+    f["seconds_measured"] = phase;
+    auto spread = tail_spread(fixed.samples, to_ns(phase), 10 * ms, 99);
+    f["tail_windows_10ms"] = spread.windows_with_tail;
+    f["windows_10ms"] = spread.windows;
+    f["tail_samples"] = spread.tail_samples;
     fixed.window.add(f, "msg", fixed.deliveries);
     j["fixed_rate"] = f;
     return j;
@@ -770,7 +780,8 @@ std::string format_table(const Json& r) {
       out << "S4 one socket      rtt p50=" << fmt(v["round_trip"]["latency"], "p50_us", "us")
           << " p99=" << fmt(v["round_trip"]["latency"], "p99_us", "us") << "  at " << fmt(v["fixed_rate"], "rate_offered")
           << "/s: p50=" << fmt(v["fixed_rate"]["latency"], "p50_us", "us")
-          << " p99=" << fmt(v["fixed_rate"]["latency"], "p99_us", "us") << "\n";
+          << " p99=" << fmt(v["fixed_rate"]["latency"], "p99_us", "us") << " (slowest 1 % in "
+          << fmt(v["fixed_rate"], "tail_windows_10ms") << " of " << fmt(v["fixed_rate"], "windows_10ms") << " 10 ms windows)\n";
   }
   if (s.contains("s5")) {
     const auto& v = s["s5"];

@@ -27,6 +27,7 @@ struct Options {
   int s3_idle = 19000;
   int s3_active = 100;
   double s4_rate = 20000;
+  double s4_duration = 0;  // seconds of S4's fixed-rate phase; 0 = duration
   double s2_open_rate = 0;  // S2 open-loop sends/s; 0 = half of the measured saturation
   int s5_sockets = 5000;
   int s5_concurrency = 500;

@@ -1,5 +1,6 @@
 // Latency histogram and payload stamps: pure, unit-tested.
 #pragma once
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -71,6 +72,43 @@ class Histogram {
   std::vector<std::uint64_t> buckets_;
   std::uint64_t count_ = 0, sum_ = 0, max_ = 0, min_ = 0;
 };
+
+// How the slowest messages of an open-loop phase are spread over time. Independent delays
+// (each message unlucky on its own) put some of the slowest 1 % in most 10 ms windows at
+// 20 000 msgs/s; stalls (everything late for a few ms: a CPU taken away, a queue that built
+// up) put them in a few. A p99 set by stalls moves with the machine's hiccups, not with the
+// cost per message, and the report says which it is.
+struct TailSpread {
+  std::size_t windows = 0;            // windows of the phase
+  std::size_t windows_with_tail = 0;  // windows holding at least one of the slowest samples
+  std::size_t tail_samples = 0;       // samples at or above the percentile's value
+};
+
+// `samples` are (send time since the phase began, latency) in ns; `phase_ns` the phase length.
+inline TailSpread tail_spread(const std::vector<std::pair<std::int64_t, std::int64_t>>& samples,
+                              std::int64_t phase_ns, std::int64_t window_ns, double percentile) {
+  TailSpread out;
+  if (samples.empty() || phase_ns <= 0 || window_ns <= 0) return out;
+  out.windows = static_cast<std::size_t>((phase_ns + window_ns - 1) / window_ns);
+  std::vector<std::int64_t> latencies;
+  latencies.reserve(samples.size());
+  for (const auto& s : samples) latencies.push_back(s.second);
+  auto rank = static_cast<std::size_t>(percentile / 100.0 * static_cast<double>(latencies.size()));
+  if (rank >= latencies.size()) rank = latencies.size() - 1;
+  std::nth_element(latencies.begin(), latencies.begin() + static_cast<std::ptrdiff_t>(rank), latencies.end());
+  const std::int64_t threshold = latencies[rank];
+  std::vector<bool> hit(out.windows, false);
+  for (const auto& [at, latency] : samples) {
+    if (latency < threshold) continue;
+    ++out.tail_samples;
+    auto w = static_cast<std::size_t>(std::clamp<std::int64_t>(at / window_ns, 0, static_cast<std::int64_t>(out.windows) - 1));
+    if (!hit[w]) {
+      hit[w] = true;
+      ++out.windows_with_tail;
+    }
+  }
+  return out;
+}
 
 // Message payloads carry a stamp: 16 hex digits of a steady-clock time in ns, 8 of the sender's
 // connection id, 8 of a sequence number, then padding to the requested size. Text, so servers

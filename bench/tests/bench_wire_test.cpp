@@ -191,3 +191,30 @@ TEST_CASE("histogram percentiles are within 2 %") {
   CHECK(merged.count() == 100004);
   CHECK(merged.min() == 3);
 }
+
+TEST_CASE("tail spread tells stalls from independent delays") {
+  const std::int64_t ms = 1000000, phase = 1000 * ms;
+  // 20 000 samples over 1 s, 50 us apart, latency 300 us.
+  auto make = [&] {
+    std::vector<std::pair<std::int64_t, std::int64_t>> v;
+    for (std::int64_t i = 0; i < 20000; ++i) v.emplace_back(i * 50000, 300000);
+    return v;
+  };
+  // Stalls: two bursts of 100 consecutive late messages (5 ms each).
+  auto stalls = make();
+  for (int i = 0; i < 100; ++i) {
+    stalls[static_cast<std::size_t>(1000 + i)].second = 2 * ms;
+    stalls[static_cast<std::size_t>(15000 + i)].second = 3 * ms;
+  }
+  auto s = tail_spread(stalls, phase, 10 * ms, 99);
+  CHECK(s.windows == 100);
+  CHECK(s.tail_samples == 200);
+  CHECK(s.windows_with_tail == 2);  // each burst fits in one 10 ms window
+  // Independent: every 100th message late, spread evenly.
+  auto spread = make();
+  for (std::size_t i = 0; i < spread.size(); i += 100) spread[i].second = 2 * ms;
+  auto e = tail_spread(spread, phase, 10 * ms, 99);
+  CHECK(e.tail_samples == 200);
+  CHECK(e.windows_with_tail == 100);
+  CHECK(tail_spread({}, phase, 10 * ms, 99).windows == 0);
+}

@@ -130,7 +130,7 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
     '--url', `ws://127.0.0.1:${httpPort}`, '--label', 'smoke', '--json', '--json-out', out,
     '--duration', '0.3', '--warmup', '0.1',
     '--s1-conns', '2,4', '--s2-rooms', '2,4', '--s2-clients', '8',
-    '--s3-idle', '20', '--s3-active', '2', '--s4-rate', '200',
+    '--s3-idle', '20', '--s3-active', '2', '--s4-rate', '200', '--s4-duration', '0.5',
     '--s5-sockets', '10', '--s5-concurrency', '5', '--s5-room-size', '2',
     '--s6-room', '10', '--s6-stalled-pct', '20',
     '--connect-timeout', '20',
@@ -167,6 +167,12 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
   positive(s.s3.rss_after_kib, 's3.rss_after_kib');
   saneLatency(s.s4.round_trip.latency, 's4.round_trip');
   saneLatency(s.s4.fixed_rate.latency, 's4.fixed_rate');
+  // 0.5 s at 200/s: 50 windows of 10 ms; the slowest 1 % is at least one sample in one window.
+  assert.equal(s.s4.fixed_rate.seconds_measured, 0.5);
+  assert.equal(s.s4.fixed_rate.windows_10ms, 50);
+  assert.ok(s.s4.fixed_rate.tail_samples >= 1, `tail_samples ${s.s4.fixed_rate.tail_samples}`);
+  assert.ok(s.s4.fixed_rate.tail_windows_10ms >= 1 && s.s4.fixed_rate.tail_windows_10ms <= s.s4.fixed_rate.tail_samples,
+    `tail windows ${s.s4.fixed_rate.tail_windows_10ms} of ${s.s4.fixed_rate.tail_samples} samples`);
   assert.equal(s.s5.reached_first_message, 10);
   assert.equal(s.s5.first_message_was_status, 10);
   positive(s.s5.sockets_per_s, 's5.sockets_per_s');
