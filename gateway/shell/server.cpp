@@ -485,6 +485,7 @@ struct Server::Impl final : SocketDriver {
         {"pool_send_dropped", pool_send_dropped},
         {"writes_batched", writes_batched},
         {"writes_handed_to_lws", writes_handed_to_lws},
+        {"sndbuf_failures", sndbuf_failures},  // --socket-send-buffer-bytes not applied
         {"welcomes_unsolicited", c.welcomes_unsolicited},
         {"workers_registered", c.workers_registered},
         {"workers_lost", c.workers_lost},

@@ -142,6 +142,7 @@ test('a reader that stops is closed with 4008 after its queue cap plus a bounded
   // 1 MiB queued by the gateway + at most 256 KiB in its kernel send buffer + what the reader's
   // own receive buffer took; with autotuning this took over 5 MB.
   assert.ok(sentBytes < 2.5 * (1 << 20), `closed after ${sentBytes} bytes`);
+  assert.equal((await cappedCounters()).sndbuf_failures, 0, 'SO_SNDBUF was applied to every socket');
   t.diagnostic(`stalled reader closed with 4008 after ${sentBytes} bytes`);
   reader.socket.destroy();
   sender.close();
