@@ -122,7 +122,7 @@ fi
 # --- sizes ---
 case $mode in
   full) sizes=(--duration 10 --warmup 1 --s5-sockets 10000) ;;
-  quick) sizes=(--duration 2 --warmup 0.5 --s5-sockets 5000 --s4-duration 5 --s6-duration 5) ;;
+  quick) sizes=(--duration 2 --warmup 0.5 --s5-sockets 5000 --s3-duration 5 --s4-duration 5 --s6-duration 5) ;;
 esac
 if [ "$mode" = tiny ]; then  # checks the harness itself in seconds; the figures mean nothing
   sizes=(--duration 0.3 --warmup 0.1 --s1-conns 2,4 --s2-rooms 10,100 --s2-clients 100 --s3-idle 50 --s3-active 2

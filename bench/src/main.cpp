@@ -58,6 +58,8 @@ int main(int argc, char** argv) {
       ("inflight-deliveries", po::value(&o.inflight_deliveries)->default_value(o.inflight_deliveries), "S2/S6 closed loop: deliveries in flight in all (each room's window = this / members)")
       ("s3-idle", po::value(&o.s3_idle)->default_value(o.s3_idle), "S3: idle sockets")
       ("s3-active", po::value(&o.s3_active)->default_value(o.s3_active), "S3: active echo sockets")
+      ("s3-duration", po::value(&o.s3_duration)->default_value(o.s3_duration),
+       "S3: seconds per measured phase (0: --duration); its ratio compares two phases, so short ones are noisy")
       ("s2-open-rate", po::value(&o.s2_open_rate)->default_value(o.s2_open_rate),
        "S2: open-loop sends/s for the latency phase; 0 = half the saturating rate (fix it to compare builds at equal load)")
       ("s4-rate", po::value(&o.s4_rate)->default_value(o.s4_rate), "S4: fixed open-loop rate, msgs/s")

@@ -26,6 +26,7 @@ struct Options {
   double inflight_deliveries = 50000;  // S2/S6 closed loop: deliveries in flight in all (sets each room's window)
   int s3_idle = 19000;
   int s3_active = 100;
+  double s3_duration = 0;  // seconds per S3 phase; 0 = duration
   double s4_rate = 20000;
   double s4_duration = 0;  // seconds of S4's fixed-rate phase; 0 = duration
   double s2_open_rate = 0;  // S2 open-loop sends/s; 0 = half of the measured saturation

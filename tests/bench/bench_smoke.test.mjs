@@ -130,7 +130,7 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
     '--url', `ws://127.0.0.1:${httpPort}`, '--label', 'smoke', '--json', '--json-out', out,
     '--duration', '0.3', '--warmup', '0.1',
     '--s1-conns', '2,4', '--s2-rooms', '2,4', '--s2-clients', '8',
-    '--s3-idle', '20', '--s3-active', '2', '--s4-rate', '200', '--s4-duration', '0.5',
+    '--s3-idle', '20', '--s3-active', '2', '--s3-duration', '0.4', '--s4-rate', '200', '--s4-duration', '0.5',
     '--s5-sockets', '10', '--s5-concurrency', '5', '--s5-room-size', '2',
     '--s6-room', '10', '--s6-stalled-pct', '20',
     '--connect-timeout', '20',
@@ -164,6 +164,8 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
   assert.equal(s.s3.idle_open, 20);
   positive(s.s3.without_idle.msgs_per_s, 's3.without_idle');
   positive(s.s3.with_idle.msgs_per_s, 's3.with_idle');
+  // --s3-duration, not --duration (0.3 s), sets its phases (measured wall time, so roughly).
+  assert.ok(s.s3.with_idle.seconds >= 0.38 && s.s3.with_idle.seconds < 1, `s3 phase ${s.s3.with_idle.seconds} s`);
   positive(s.s3.rss_after_kib, 's3.rss_after_kib');
   saneLatency(s.s4.round_trip.latency, 's4.round_trip');
   saneLatency(s.s4.fixed_rate.latency, 's4.fixed_rate');
