@@ -442,7 +442,9 @@ class Runner {
         if (keep_samples) r.samples.emplace_back(s.time_ns - measure_from, now - s.time_ns);
       }
     };
-    if (keep_samples) r.samples.reserve(static_cast<std::size_t>(rate * duration * 1.1) + 16);
+    // Reserved up front: growing by doubling would stall the loop for ms while it copies.
+    if (keep_samples)
+      r.samples.reserve(static_cast<std::size_t>(rate * duration * 1.1 * static_cast<double>(counted_per_send(counted))) + 16);
     engine_.on_tick = [&](std::int64_t now) {
       while (true) {
         auto due = t0 + static_cast<std::int64_t>(static_cast<double>(k) * interval);
