@@ -43,6 +43,13 @@ void UringBatch::add_recv(int fd, char* data, std::size_t size, std::uint64_t ta
   }
 }
 
+void UringBatch::add_recvmsg(int fd, msghdr* message, std::uint64_t tag) {
+  if (io_uring_sqe* sqe = next_sqe(tag)) {
+    io_uring_prep_recvmsg(sqe, fd, message, MSG_DONTWAIT);
+    sqe->user_data = tag;  // after prep, which may clear it
+  }
+}
+
 unsigned UringBatch::submit() {
   auto expected = static_cast<unsigned>(queued_tags_.size());
   int rc;

@@ -5,6 +5,7 @@
 // (receives); one thread per instance.
 #pragma once
 #include <liburing.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -31,6 +32,9 @@ class UringBatch {
   // capacity() operations between flushes.
   void add_send(int fd, const char* data, std::size_t size, std::uint64_t tag);
   void add_recv(int fd, char* data, std::size_t size, std::uint64_t tag);
+  // A receive with ancillary data (e.g. kernel timestamps); `message` and what it points to
+  // must stay valid until flush() returns.
+  void add_recvmsg(int fd, msghdr* message, std::uint64_t tag);
 
   // Submits what was queued and calls done(tag, result) for each: bytes moved (0 on a receive:
   // the peer closed), or -errno (-EAGAIN: nothing to do now; -ECANCELED: never submitted). If the

@@ -2,12 +2,15 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,7 +33,8 @@ constexpr unsigned max_events = 512;          // per epoll_wait, and so per read
 constexpr std::size_t read_slot = 16 * 1024;  // a batched read; a full one is followed by recv()s
 }  // namespace
 
-Engine::Engine(int sources, bool batched_reads) : sources_(sources < 1 ? 1 : sources > 250 ? 250 : sources) {
+Engine::Engine(int sources, bool batched_reads, bool kernel_rx_time)
+    : sources_(sources < 1 ? 1 : sources > 250 ? 250 : sources), kernel_rx_time_(kernel_rx_time) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) throw std::runtime_error("epoll: " + std::string(strerror(errno)));
   // Open-loop senders wake on epoll_pwait2's timeout: without this, Linux may let a timed
@@ -40,6 +44,7 @@ Engine::Engine(int sources, bool batched_reads) : sources_(sources < 1 ? 1 : sou
   std::string why;
   if (batched_reads && read_batch_.start(max_events, why)) {
     read_slots_.resize(max_events * read_slot);
+    read_headers_.resize(max_events);
     to_read_.reserve(max_events);
   }
 }
@@ -81,6 +86,10 @@ Conn& Engine::connect(const WsUrl& url, int rcvbuf) {
   int one = 1;
   setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (rcvbuf > 0) setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  if (kernel_rx_time_) {
+    int flags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+    if (setsockopt(c.fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) != 0) ++stats_.rx_timestamp_failures;
+  }
   bool loopback = (ntohl(dest.sin_addr.s_addr) >> 24) == 127;
   if (sources_ > 1 && loopback) {
     // Distinct source addresses multiply the ephemeral ports available toward one server port.
@@ -253,7 +262,7 @@ void Engine::on_writable(Conn& c) {
 }
 
 // Parses what we can from data; returns false if the connection was closed meanwhile.
-bool Engine::process_input(Conn& c, char* data, std::size_t size, std::size_t& consumed) {
+bool Engine::process_input(Conn& c, char* data, std::size_t size, std::size_t& consumed, std::int64_t arrival) {
   consumed = 0;
   if (c.state == ConnState::handshaking) {
     auto reply = check_handshake_reply(std::string_view(data, size), c.expected_accept);
@@ -270,7 +279,9 @@ bool Engine::process_input(Conn& c, char* data, std::size_t size, std::size_t& c
     if (on_open) on_open(c);
     if (c.state == ConnState::closed) return false;
   }
-  std::int64_t now = 0;
+  // Every frame of one read gets the time of its last segment (the kernel stamps the newest):
+  // frames that came earlier in the same read are, if anything, counted late.
+  const std::int64_t now = arrival ? arrival : read_time_;
   while (consumed < size) {
     Frame f{};
     std::size_t used = 0;
@@ -303,7 +314,6 @@ bool Engine::process_input(Conn& c, char* data, std::size_t size, std::size_t& c
           fail(c, "message longer than the limit", false);
           return false;
         }
-        if (now == 0) now = now_ns();
         if (c.t_first_message == 0) c.t_first_message = now;
         ++stats_.messages_in;
         if (on_message) on_message(c, payload, text, now);
@@ -332,16 +342,39 @@ bool Engine::process_input(Conn& c, char* data, std::size_t size, std::size_t& c
   return true;
 }
 
+std::int64_t Engine::arrival_time(const msghdr& message) const {
+  if (!kernel_rx_time_) return 0;
+  for (const cmsghdr* cmsg = CMSG_FIRSTHDR(&message); cmsg; cmsg = CMSG_NXTHDR(const_cast<msghdr*>(&message), const_cast<cmsghdr*>(cmsg))) {
+    if (cmsg->cmsg_len < sizeof(cmsghdr)) break;  // the zeroed rest of the buffer
+    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_TIMESTAMPING) continue;
+    scm_timestamping stamps;
+    std::memcpy(&stamps, CMSG_DATA(cmsg), sizeof stamps);
+    const timespec& software = stamps.ts[0];
+    if (software.tv_sec == 0 && software.tv_nsec == 0) return 0;
+    return static_cast<std::int64_t>(software.tv_sec) * 1'000'000'000 + software.tv_nsec + realtime_to_steady_;
+  }
+  return 0;
+}
+
 void Engine::on_readable(Conn& c) {
   for (int round = 0; round < reads_per_event && c.fd >= 0 && c.reading; ++round) {
-    ssize_t n = ::recv(c.fd, read_buffer_.data(), read_buffer_.size(), 0);
+    iovec buffer{read_buffer_.data(), read_buffer_.size()};
+    msghdr message{};
+    message.msg_iov = &buffer;
+    message.msg_iovlen = 1;
+    if (kernel_rx_time_) {
+      std::memset(control_, 0, sizeof control_);
+      message.msg_control = control_;
+      message.msg_controllen = sizeof control_;
+    }
+    ssize_t n = ::recvmsg(c.fd, &message, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (!take_input(c, read_buffer_.data(), n < 0 ? -errno : n)) return;
+    if (!take_input(c, read_buffer_.data(), n < 0 ? -errno : n, n > 0 ? arrival_time(message) : 0)) return;
     if (static_cast<std::size_t>(n) < read_buffer_.size()) return;  // drained
   }
 }
 
-bool Engine::take_input(Conn& c, char* data, ssize_t n) {
+bool Engine::take_input(Conn& c, char* data, ssize_t n, std::int64_t arrival) {
   if (n < 0) {
     if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) return false;
     fail(c, std::string("recv: ") + strerror(static_cast<int>(-n)), c.state == ConnState::handshaking);
@@ -359,14 +392,15 @@ bool Engine::take_input(Conn& c, char* data, ssize_t n) {
     return false;
   }
   stats_.bytes_in += static_cast<std::uint64_t>(n);
+  read_time_ = now_ns();
   std::size_t consumed = 0;
   if (c.rx.empty()) {
     // Fast path: parse in the read buffer, keep only a partial tail.
-    if (!process_input(c, data, static_cast<std::size_t>(n), consumed)) return false;
+    if (!process_input(c, data, static_cast<std::size_t>(n), consumed, arrival)) return false;
     if (consumed < static_cast<std::size_t>(n)) c.rx.assign(data + consumed, n - consumed);
   } else {
     c.rx.append(data, static_cast<std::size_t>(n));
-    if (!process_input(c, c.rx.data(), c.rx.size(), consumed)) return false;
+    if (!process_input(c, c.rx.data(), c.rx.size(), consumed, arrival)) return false;
     c.rx.erase(0, consumed);
   }
   if (c.rx.capacity() > (1u << 20) && c.rx.size() < (1u << 16)) c.rx.shrink_to_fit();
@@ -377,8 +411,19 @@ bool Engine::take_input(Conn& c, char* data, ssize_t n) {
 // ~2 us here in entering and leaving the kernel alone). All reads complete before any input is
 // parsed, so a callback that drops or opens sockets cannot race a read in flight.
 void Engine::read_batched() {
-  for (std::size_t i = 0; i < to_read_.size(); ++i)
-    read_batch_.add_recv(to_read_[i]->fd, read_slots_.data() + i * read_slot, read_slot, i);
+  for (std::size_t i = 0; i < to_read_.size(); ++i) {
+    ReadSlotHeader& h = read_headers_[i];
+    h.buffer = {read_slots_.data() + i * read_slot, read_slot};
+    h.message = msghdr{};
+    h.message.msg_iov = &h.buffer;
+    h.message.msg_iovlen = 1;
+    if (kernel_rx_time_) {
+      std::memset(h.control, 0, sizeof h.control);
+      h.message.msg_control = h.control;
+      h.message.msg_controllen = sizeof h.control;
+    }
+    read_batch_.add_recvmsg(to_read_[i]->fd, &h.message, i);
+  }
   read_batch_.flush([&](std::uint64_t i, int result) {
     Conn& c = *to_read_[i];
     // Bytes already taken from the kernel are parsed even if a callback paused c meanwhile.
@@ -387,7 +432,8 @@ void Engine::read_batched() {
       on_readable(c);  // never submitted
       return;
     }
-    if (take_input(c, read_slots_.data() + i * read_slot, result) && static_cast<std::size_t>(result) == read_slot)
+    std::int64_t arrival = result > 0 ? arrival_time(read_headers_[i].message) : 0;
+    if (take_input(c, read_slots_.data() + i * read_slot, result, arrival) && static_cast<std::size_t>(result) == read_slot)
       on_readable(c);  // filled the slot: there may be more
   });
   to_read_.clear();
@@ -431,6 +477,12 @@ bool Engine::run_until(const std::function<bool()>& done, std::int64_t deadline_
     timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000), static_cast<long>(wait_ns % 1'000'000'000)};
     int n = epoll_pwait2(epoll_fd_, events, static_cast<int>(max_events), &timeout, nullptr);
     if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_pwait2: ") + strerror(errno));
+    if (kernel_rx_time_ && n > 0) {
+      // Kernel timestamps are CLOCK_REALTIME; payload stamps and the loop use the steady clock.
+      timespec real{};
+      clock_gettime(CLOCK_REALTIME, &real);
+      realtime_to_steady_ = now_ns() - (static_cast<std::int64_t>(real.tv_sec) * 1'000'000'000 + real.tv_nsec);
+    }
     for (int i = 0; i < n; ++i) {
       auto* c = static_cast<Conn*>(events[i].data.ptr);
       if (c->state == ConnState::closed) continue;

@@ -49,6 +49,8 @@ int main(int argc, char** argv) {
       ("sources", po::value(&o.sources)->default_value(o.sources), "loopback source addresses 127.0.0.1..N")
       ("io-uring", po::value(&o.io_uring)->default_value(o.io_uring),
        "read a loop turn's readable sockets with one io_uring submission (false: one recv each)")
+      ("kernel-rx-time", po::value(&o.kernel_rx_time)->default_value(o.kernel_rx_time),
+       "time a message's arrival by its socket's kernel receive timestamp (false: when the bench's loop read it)")
       ("echo-path", po::value(&o.echo_path)->default_value(o.echo_path), "echo endpoint")
       ("broadcast-path", po::value(&o.broadcast_path)->default_value(o.broadcast_path), "room broadcast endpoint (?room= is added)")
       ("chat-path", po::value(&o.chat_path)->default_value(o.chat_path), "chat endpoint for S5 (?room= is added)")

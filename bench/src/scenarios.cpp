@@ -69,7 +69,7 @@ struct Window {
 
 class Runner {
  public:
-  explicit Runner(const Options& o) : o_(o), engine_(o.sources, o.io_uring) {
+  explicit Runner(const Options& o) : o_(o), engine_(o.sources, o.io_uring, o.kernel_rx_time) {
     auto url = parse_ws_url(o.url);
     if (!url) throw std::runtime_error("bad --url (want ws://HOST:PORT): " + o.url);
     base_ = *url;
@@ -93,6 +93,9 @@ class Runner {
     cfg["payload_bytes"] = std::max(o_.size, stamp_size);
     cfg["sources"] = o_.sources;
     cfg["reads"] = engine_.batched_reads() ? "io_uring" : "recv";
+    // Where a message's arrival is timed: "kernel" (the socket's receive timestamp) or "loop"
+    // (when the bench's one thread read it).
+    cfg["receive_time"] = engine_.kernel_rx_time() ? "kernel" : "loop";
     cfg["server_pids"] = server_pids_;
     cfg["gateway_pids"] = gateway_pids_;
     out["config"] = cfg;
@@ -118,7 +121,8 @@ class Runner {
     out["engine"] = {{"connect_failures", engine_.stats().connect_failures},
                      {"handshake_failures", engine_.stats().handshake_failures},
                      {"protocol_errors", engine_.stats().protocol_errors},
-                     {"closed_by_server", engine_.stats().closed_by_server}};
+                     {"closed_by_server", engine_.stats().closed_by_server},
+                     {"rx_timestamp_failures", engine_.stats().rx_timestamp_failures}};
     return out;
   }
 
@@ -343,6 +347,7 @@ class Runner {
     std::uint64_t deliveries = 0, sends = 0;
     Histogram latency;
     Histogram send_lag;  // open loop: how late the bench itself sent, vs the schedule
+    Histogram latency_at_loop;  // open loop: the same deliveries timed when the bench read them
     Window window;
     bool drained = true;
     std::size_t window_per_room = 0;  // closed loop: messages in flight per room
@@ -439,6 +444,7 @@ class Runner {
       if (s.time_ns >= measure_from && s.time_ns < end) {
         ++r.deliveries;
         r.latency.record(now - s.time_ns);
+        r.latency_at_loop.record(engine_.read_time() - s.time_ns);
         if (keep_samples) r.samples.emplace_back(s.time_ns - measure_from, now - s.time_ns);
       }
     };
@@ -526,6 +532,7 @@ class Runner {
       h["deliveries_per_s"] = std::round(half.deliveries_per_s);
       h["latency"] = latency_json(half.latency);
       h["latency_curve"] = latency_curve(half.latency);
+      h["latency_at_loop"] = latency_json(half.latency_at_loop);
       h["bench_send_lag_p99_us"] = round3(us(half.send_lag.percentile(99)));
       half.window.add(h, "delivery", half.deliveries);
       j["half_load"] = h;
@@ -592,6 +599,7 @@ class Runner {
     f["msgs_per_s"] = std::round(fixed.deliveries_per_s);
     f["latency"] = latency_json(fixed.latency);
     f["latency_curve"] = latency_curve(fixed.latency);
+    f["latency_at_loop"] = latency_json(fixed.latency_at_loop);
     f["bench_send_lag_p99_us"] = round3(us(fixed.send_lag.percentile(99)));
     f["bench_send_lag_p50_us"] = round3(us(fixed.send_lag.percentile(50)));
     f["drained"] = fixed.drained;

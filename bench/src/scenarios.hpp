@@ -17,6 +17,7 @@ struct Options {
   std::size_t size = 64;  // payload bytes
   int sources = 8;        // loopback source addresses
   bool io_uring = true;   // receive from a turn's readable sockets with one system call
+  bool kernel_rx_time = true;  // time arrivals by the kernel's receive timestamp, not the loop's read
   std::string echo_path = "/echo";
   std::string broadcast_path = "/broadcast";
   std::string chat_path = "/chat";

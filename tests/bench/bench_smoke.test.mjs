@@ -143,6 +143,9 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
   assert.equal(r.target, 'smoke');
   // io_uring where the kernel allows it (batched reads); one recv per socket otherwise.
   assert.ok(['io_uring', 'recv'].includes(r.config.reads), `config.reads: ${r.config.reads}`);
+  // Arrivals are timed by the kernel's receive timestamps (SO_TIMESTAMPING) by default.
+  assert.equal(r.config.receive_time, 'kernel');
+  assert.equal(r.engine.rx_timestamp_failures, 0);
   const s = r.scenarios;
   for (const name of ['s1', 's2', 's3', 's4', 's5', 's6'])
     assert.ok(s[name] && !s[name].error, `${name}: ${JSON.stringify(s[name])}`);
@@ -170,6 +173,13 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
   saneLatency(s.s4.round_trip.latency, 's4.round_trip');
   saneLatency(s.s4.fixed_rate.latency, 's4.fixed_rate');
   // 0.5 s at 200/s: 50 windows of 10 ms; the slowest 1 % is at least one sample in one window.
+  // A message reaches the socket before the bench reads it: timed at the kernel, the same
+  // deliveries are never later than timed at the loop (a wrong clock conversion fails here).
+  saneLatency(s.s4.fixed_rate.latency_at_loop, 's4.fixed_rate.latency_at_loop');
+  for (const q of ['p50_us', 'p99_us', 'max_us'])
+    assert.ok(s.s4.fixed_rate.latency[q] <= s.s4.fixed_rate.latency_at_loop[q] * 1.02 + 1,
+      `s4 ${q}: kernel ${s.s4.fixed_rate.latency[q]} vs loop ${s.s4.fixed_rate.latency_at_loop[q]}`);
+  for (const row of s.s2) saneLatency(row.half_load.latency_at_loop, 's2.half_load.latency_at_loop');
   assert.equal(s.s4.fixed_rate.seconds_measured, 0.5);
   assert.equal(s.s4.fixed_rate.windows_10ms, 50);
   assert.ok(s.s4.fixed_rate.tail_samples >= 1, `tail_samples ${s.s4.fixed_rate.tail_samples}`);
