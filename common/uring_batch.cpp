@@ -36,13 +36,6 @@ void UringBatch::add_send(int fd, const char* data, std::size_t size, std::uint6
   }
 }
 
-void UringBatch::add_recv(int fd, char* data, std::size_t size, std::uint64_t tag) {
-  if (io_uring_sqe* sqe = next_sqe(tag)) {
-    io_uring_prep_recv(sqe, fd, data, size, MSG_DONTWAIT);
-    sqe->user_data = tag;  // after prep, which may clear it
-  }
-}
-
 void UringBatch::add_recvmsg(int fd, msghdr* message, std::uint64_t tag) {
   if (io_uring_sqe* sqe = next_sqe(tag)) {
     io_uring_prep_recvmsg(sqe, fd, message, MSG_DONTWAIT);

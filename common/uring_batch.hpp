@@ -27,13 +27,11 @@ class UringBatch {
   bool started() const { return started_; }
   unsigned capacity() const { return entries_; }
 
-  // Queue a send of `size` bytes at `data` to `fd` / a receive of at most `size` bytes into
-  // `data`; the buffer must stay valid (and, for a send, unchanged) until flush() returns. At most
-  // capacity() operations between flushes.
+  // Queue a send of `size` bytes at `data` to `fd` / a receive into the buffers `message`
+  // describes (with room for ancillary data such as kernel timestamps). What they point to must
+  // stay valid (and, for a send, unchanged) until flush() returns. At most capacity() operations
+  // between flushes.
   void add_send(int fd, const char* data, std::size_t size, std::uint64_t tag);
-  void add_recv(int fd, char* data, std::size_t size, std::uint64_t tag);
-  // A receive with ancillary data (e.g. kernel timestamps); `message` and what it points to
-  // must stay valid until flush() returns.
   void add_recvmsg(int fd, msghdr* message, std::uint64_t tag);
 
   // Submits what was queued and calls done(tag, result) for each: bytes moved (0 on a receive:

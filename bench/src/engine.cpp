@@ -342,6 +342,16 @@ bool Engine::process_input(Conn& c, char* data, std::size_t size, std::size_t& c
   return true;
 }
 
+void Engine::prepare_read(msghdr& message, iovec& buffer, char (&control)[control_bytes]) const {
+  message.msg_iov = &buffer;
+  message.msg_iovlen = 1;
+  if (kernel_rx_time_) {
+    std::memset(control, 0, control_bytes);  // arrival_time() stops at the first zeroed header
+    message.msg_control = control;
+    message.msg_controllen = control_bytes;
+  }
+}
+
 std::int64_t Engine::arrival_time(const msghdr& message) const {
   if (!kernel_rx_time_) return 0;
   for (const cmsghdr* cmsg = CMSG_FIRSTHDR(&message); cmsg; cmsg = CMSG_NXTHDR(const_cast<msghdr*>(&message), const_cast<cmsghdr*>(cmsg))) {
@@ -360,13 +370,7 @@ void Engine::on_readable(Conn& c) {
   for (int round = 0; round < reads_per_event && c.fd >= 0 && c.reading; ++round) {
     iovec buffer{read_buffer_.data(), read_buffer_.size()};
     msghdr message{};
-    message.msg_iov = &buffer;
-    message.msg_iovlen = 1;
-    if (kernel_rx_time_) {
-      std::memset(control_, 0, sizeof control_);
-      message.msg_control = control_;
-      message.msg_controllen = sizeof control_;
-    }
+    prepare_read(message, buffer, control_);
     ssize_t n = ::recvmsg(c.fd, &message, 0);
     if (n < 0 && errno == EINTR) continue;
     if (!take_input(c, read_buffer_.data(), n < 0 ? -errno : n, n > 0 ? arrival_time(message) : 0)) return;
@@ -415,13 +419,7 @@ void Engine::read_batched() {
     ReadSlotHeader& h = read_headers_[i];
     h.buffer = {read_slots_.data() + i * read_slot, read_slot};
     h.message = msghdr{};
-    h.message.msg_iov = &h.buffer;
-    h.message.msg_iovlen = 1;
-    if (kernel_rx_time_) {
-      std::memset(h.control, 0, sizeof h.control);
-      h.message.msg_control = h.control;
-      h.message.msg_controllen = sizeof h.control;
-    }
+    prepare_read(h.message, h.buffer, h.control);
     read_batch_.add_recvmsg(to_read_[i]->fd, &h.message, i);
   }
   read_batch_.flush([&](std::uint64_t i, int result) {

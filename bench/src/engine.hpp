@@ -102,6 +102,9 @@ class Engine {
   // One read's result; `arrival` its kernel receive time (0: none); false: stop reading c.
   bool take_input(Conn& c, char* data, ssize_t n, std::int64_t arrival);
   std::int64_t arrival_time(const msghdr& message) const;  // 0 when it carries no timestamp
+  static constexpr std::size_t control_bytes = 64;  // room for one SCM_TIMESTAMPING
+  // Points `message` at `buffer`, and at `control` when timestamps are on.
+  void prepare_read(msghdr& message, iovec& buffer, char (&control)[control_bytes]) const;
   void read_batched();
   void on_writable(Conn& c);
   bool process_input(Conn& c, char* data, std::size_t size, std::size_t& consumed, std::int64_t arrival);
@@ -125,10 +128,10 @@ class Engine {
   struct ReadSlotHeader {
     msghdr message{};
     iovec buffer{};
-    alignas(cmsghdr) char control[64];
+    alignas(cmsghdr) char control[control_bytes];
   };
   std::vector<ReadSlotHeader> read_headers_;
-  alignas(cmsghdr) char control_[64];  // on_readable's recvmsg
+  alignas(cmsghdr) char control_[control_bytes];  // on_readable's recvmsg
   bool kernel_rx_time_ = false;
   std::int64_t realtime_to_steady_ = 0;  // steady - realtime, taken each loop turn
   std::int64_t read_time_ = 0;

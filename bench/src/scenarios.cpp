@@ -542,6 +542,9 @@ class Runner {
     return rows;
   }
 
+  // A scenario's own phase length (--s3/s4/s6-duration), or --duration when it has none.
+  double phase_seconds(double own) const { return own > 0 ? own : o_.duration; }
+
   // --- S3: idle sockets ---
   Json s3() {
     Json j;
@@ -549,7 +552,7 @@ class Runner {
     require_open(active, "s3 active");
     quiesce();
     // Its ratio compares two phases in a row, so it may get longer ones (--s3-duration).
-    const double phase = o_.s3_duration > 0 ? o_.s3_duration : o_.duration;
+    const double phase = phase_seconds(o_.s3_duration);
     auto before = echo_closed(active, phase);
     log("s3 without idle: ", before.rate);
     quiesce();
@@ -592,7 +595,7 @@ class Runner {
     quiesce();
     // Open loop at a fixed rate on the same socket: an echo is a room of one.
     conns[0]->group = 0;
-    const double phase = o_.s4_duration > 0 ? o_.s4_duration : o_.duration;
+    const double phase = phase_seconds(o_.s4_duration);
     auto fixed = fanout_open(conns, conns, o_.s4_rate, phase, true);
     Json f;
     f["rate_offered"] = o_.s4_rate;
@@ -662,7 +665,7 @@ class Runner {
     int size = o_.s6_room;
     int stalled_n = static_cast<int>(std::round(size * o_.s6_stalled_pct / 100.0));
     int healthy_n = size - stalled_n;
-    double phase = o_.s6_duration > 0 ? o_.s6_duration : o_.duration;
+    const double phase = phase_seconds(o_.s6_duration);
     auto rooms = open_rooms(1, size, "s6", healthy_n, o_.s6_stalled_rcvbuf);
     auto& room = rooms[0];
     std::vector<Conn*> healthy(room.begin(), room.begin() + healthy_n);
