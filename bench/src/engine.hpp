@@ -55,13 +55,14 @@ struct EngineStats {
 class Engine {
  public:
   // sources > 1 spreads connections over 127.0.0.1 .. 127.0.0.<sources> (loopback targets only).
-  // batched_reads: a turn's readable sockets are read with one io_uring submission (falls back
-  // to one recv each when the kernel refuses io_uring).
+  // batched_io: a turn's readable sockets are read with one io_uring submission, and its
+  // queued output written with another (falls back to one recv / send each when the kernel
+  // refuses io_uring).
   // kernel_rx_time: a message's arrival time is when its bytes reached the socket (the kernel's
   // receive timestamp, SO_TIMESTAMPING), not when this one thread got round to reading them:
   // with 1 000 sockets and millions of frames a second, a loop turn takes a millisecond, and
   // that wait is the load generator's, not the server's.
-  Engine(int sources, bool batched_reads, bool kernel_rx_time);
+  Engine(int sources, bool batched_io, bool kernel_rx_time);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -90,6 +91,7 @@ class Engine {
   std::size_t pending_count() const { return pending_; }  // connecting or handshaking
   EngineStats& stats() { return stats_; }
   bool batched_reads() const { return read_batch_.started(); }
+  bool batched_writes() const { return write_batch_.started(); }
   bool kernel_rx_time() const { return kernel_rx_time_; }
   // When the read being parsed was made (steady clock): inside on_message, for the time a
   // message waited for the loop.
@@ -106,6 +108,8 @@ class Engine {
   // Points `message` at `buffer`, and at `control` when timestamps are on.
   void prepare_read(msghdr& message, iovec& buffer, char (&control)[control_bytes]) const;
   void read_batched();
+  void flush_dirty();
+  void write_batched(std::size_t first, std::size_t end);
   void on_writable(Conn& c);
   bool process_input(Conn& c, char* data, std::size_t size, std::size_t& consumed, std::int64_t arrival);
   void flush(Conn& c);
@@ -122,6 +126,7 @@ class Engine {
   std::vector<Conn*> dirty_;
   std::string read_buffer_;
   UringBatch read_batch_;
+  UringBatch write_batch_;  // a turn's sends (started with read_batch_)
   std::vector<Conn*> to_read_;  // this turn's readable sockets, for read_batched()
   std::string read_slots_;      // one slot per batched read
   // Per batched read: its header, buffer and room for the timestamp (loop thread only).

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
       ("size", po::value(&o.size)->default_value(o.size), "payload bytes (at least 32)")
       ("sources", po::value(&o.sources)->default_value(o.sources), "loopback source addresses 127.0.0.1..N")
       ("io-uring", po::value(&o.io_uring)->default_value(o.io_uring),
-       "read a loop turn's readable sockets with one io_uring submission (false: one recv each)")
+       "read a loop turn's readable sockets with one io_uring submission, and write its output with another (false: one recv / send each)")
       ("kernel-rx-time", po::value(&o.kernel_rx_time)->default_value(o.kernel_rx_time),
        "time a message's arrival by its socket's kernel receive timestamp (false: when the bench's loop read it)")
       ("echo-path", po::value(&o.echo_path)->default_value(o.echo_path), "echo endpoint")

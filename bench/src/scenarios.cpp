@@ -93,6 +93,7 @@ class Runner {
     cfg["payload_bytes"] = std::max(o_.size, stamp_size);
     cfg["sources"] = o_.sources;
     cfg["reads"] = engine_.batched_reads() ? "io_uring" : "recv";
+    cfg["writes"] = engine_.batched_writes() ? "io_uring" : "send";
     // Where a message's arrival is timed: "kernel" (the socket's receive timestamp) or "loop"
     // (when the bench's one thread read it).
     cfg["receive_time"] = engine_.kernel_rx_time() ? "kernel" : "loop";

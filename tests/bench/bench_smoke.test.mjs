@@ -141,8 +141,11 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
   const r = JSON.parse(fs.readFileSync(out, 'utf8'));
   assert.deepEqual(r, fromStdout);
   assert.equal(r.target, 'smoke');
-  // io_uring where the kernel allows it (batched reads); one recv per socket otherwise.
+  // io_uring where the kernel allows it (a turn's reads in one submission, its writes in
+  // another); one recv / send per socket otherwise. The scenarios' counts below check that every
+  // batched send went out whole.
   assert.ok(['io_uring', 'recv'].includes(r.config.reads), `config.reads: ${r.config.reads}`);
+  assert.equal(r.config.writes, r.config.reads === 'io_uring' ? 'io_uring' : 'send');
   // Arrivals are timed by the kernel's receive timestamps (SO_TIMESTAMPING) by default.
   assert.equal(r.config.receive_time, 'kernel');
   assert.equal(r.engine.rx_timestamp_failures, 0);
