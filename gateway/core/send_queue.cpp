@@ -1,12 +1,10 @@
 #include "gateway/core/send_queue.hpp"
 
-#include "gateway/core/spare_states.hpp"
-
 namespace sb::gateway {
 
 bool SendQueue::push(Frame frame, std::size_t limit) {
   if (bytes() + frame->size() > limit) return false;
-  if (!state_) state_ = SpareStates<State>::take();
+  if (!state_) state_ = std::make_unique<State>();
   state_->bytes += frame->size();
   state_->frames.push_back(std::move(frame));
   return true;
@@ -27,10 +25,6 @@ std::size_t SendQueue::take(std::string& out, std::size_t max_bytes) {
   }
   if (s.head == s.frames.size()) clear();
   return taken;
-}
-
-void SendQueue::clear() {
-  if (state_) SpareStates<State>::give(std::move(state_));
 }
 
 }  // namespace sb::gateway

@@ -20,33 +20,17 @@ class SendQueue {
   bool empty() const { return !state_; }
   std::size_t bytes() const { return state_ ? state_->bytes : 0; }
   std::size_t frames() const { return state_ ? state_->frames.size() - state_->head : 0; }
-  void clear();
-  ~SendQueue() { clear(); }
-  SendQueue() = default;
-  SendQueue(SendQueue&&) = default;
-  SendQueue& operator=(SendQueue&& other) noexcept {
-    if (this != &other) {
-      clear();
-      state_ = std::move(other.state_);
-    }
-    return *this;
-  }
+  void clear() { state_.reset(); }
 
-  // Taken while frames wait, handed back when the last is taken: most sockets' queues are empty
+ private:
+  // Allocated while frames wait, freed when the last is taken: most sockets' queues are empty
   // most of the time, and an empty queue is then one pointer. A vector with a read index, not
   // a deque (an empty std::deque holds ~600 bytes).
   struct State {
     std::vector<Frame> frames;
     std::size_t head = 0;
     std::size_t bytes = 0;
-    void reset() {
-      frames.clear();
-      head = bytes = 0;
-    }
-    std::size_t capacity() const { return frames.capacity(); }
   };
-
- private:
   std::unique_ptr<State> state_;
 };
 

@@ -2,12 +2,10 @@
 
 #include <algorithm>
 
-#include "gateway/core/spare_states.hpp"
-
 namespace sb::gateway {
 
 void UnackedEvents::push(PendingEvent event) {
-  if (!state_) state_ = SpareStates<State, 1024, 8>::take();
+  if (!state_) state_ = std::make_unique<State>();
   state_->bytes += event.body.size();
   state_->events.push_back(std::move(event));
 }
@@ -18,17 +16,7 @@ void UnackedEvents::acknowledge_through(std::uint64_t seq) {
   auto done = std::find_if(events.begin(), events.end(), [&](const PendingEvent& e) { return e.seq > seq; });
   for (auto it = events.begin(); it != done; ++it) state_->bytes -= it->body.size();
   events.erase(events.begin(), done);
-  if (events.empty()) SpareStates<State, 1024, 8>::give(std::move(state_));
-}
-
-UnackedEvents::~UnackedEvents() { SpareStates<State, 1024, 8>::give(std::move(state_)); }
-
-UnackedEvents& UnackedEvents::operator=(UnackedEvents&& other) noexcept {
-  if (this != &other) {
-    SpareStates<State, 1024, 8>::give(std::move(state_));
-    state_ = std::move(other.state_);
-  }
-  return *this;
+  if (events.empty()) state_.reset();
 }
 
 }  // namespace sb::gateway

@@ -26,23 +26,13 @@ class UnackedEvents {
   const PendingEvent& front() const { return state_->events.front(); }  // not when empty()
   const PendingEvent* begin() const { return state_ ? state_->events.data() : nullptr; }
   const PendingEvent* end() const { return state_ ? state_->events.data() + state_->events.size() : nullptr; }
-  ~UnackedEvents();
-  UnackedEvents() = default;
-  UnackedEvents(UnackedEvents&&) = default;
-  UnackedEvents& operator=(UnackedEvents&& other) noexcept;
 
-  // Taken while events wait, handed back by the ACK of the last: an idle socket pays one pointer.
+ private:
+  // Allocated while events wait, freed by the ACK of the last: an idle socket pays one pointer.
   struct State {
     std::vector<PendingEvent> events;
     std::size_t bytes = 0;
-    void reset() {
-      events.clear();
-      bytes = 0;
-    }
-    std::size_t capacity() const { return events.capacity(); }
   };
-
- private:
   std::unique_ptr<State> state_;
 };
 

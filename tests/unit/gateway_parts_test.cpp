@@ -1,4 +1,4 @@
-// Gateway pure parts: frames, routes, send queue, spare states, option parsing.
+// Gateway pure parts: frames, routes, send queue, option parsing.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -7,7 +7,6 @@
 #include "gateway/core/gateway_config.hpp"
 #include "gateway/core/routes.hpp"
 #include "gateway/core/send_queue.hpp"
-#include "gateway/core/spare_states.hpp"
 #include "gateway/core/unacked_events.hpp"
 #include "gateway/core/ws_frame.hpp"
 
@@ -72,82 +71,6 @@ TEST_CASE("send queue is bounded in bytes and keeps order") {
   CHECK(q.empty());
   // An empty queue is one pointer: every idle socket has one.
   CHECK(sizeof(SendQueue) == sizeof(void*));
-}
-
-namespace {
-struct TestState {  // its own type: the spare lists of the real states are not touched
-  std::vector<int> items;
-  void reset() { items.clear(); }
-  std::size_t capacity() const { return items.capacity(); }
-};
-}  // namespace
-
-TEST_CASE("spare states come back empty with their capacity, bounded in count and in size") {
-  using Spares = SpareStates<TestState, 2, 16>;
-  REQUIRE(Spares::spare_count() == 0);
-  auto a = Spares::take();
-  a->items = {1, 2, 3};
-  const TestState* first = a.get();
-  const std::size_t capacity = a->capacity();
-  Spares::give(std::move(a));
-  CHECK(Spares::spare_count() == 1);
-  auto b = Spares::take();
-  CHECK(b.get() == first);  // the same storage again, not a new allocation
-  CHECK(b->items.empty());
-  CHECK(b->capacity() == capacity);
-  CHECK(Spares::spare_count() == 0);
-  b->items.assign(100, 0);  // grew past what a spare may keep: freed, not kept
-  Spares::give(std::move(b));
-  CHECK(Spares::spare_count() == 0);
-  Spares::give(nullptr);
-  CHECK(Spares::spare_count() == 0);
-  auto c = Spares::take(), d = Spares::take(), e = Spares::take();
-  Spares::give(std::move(c));
-  Spares::give(std::move(d));
-  Spares::give(std::move(e));  // past max_spares: freed
-  CHECK(Spares::spare_count() == 2);
-  Spares::take();
-  Spares::take();
-  CHECK(Spares::spare_count() == 0);
-}
-
-TEST_CASE("a send queue and its unacknowledged events reuse their state, and keep order") {
-  auto frame = [](std::string s) { return std::make_shared<const std::string>(std::move(s)); };
-  SendQueue q;
-  for (int round = 0; round < 3; ++round) {  // drained and refilled, as every loop turn
-    CHECK(q.push(frame("ab"), 100));
-    CHECK(q.push(frame("cd"), 100));
-    CHECK(q.frames() == 2);
-    CHECK(q.bytes() == 4);
-    std::string out;
-    CHECK(q.take(out, 100) == 2);
-    CHECK(out == "abcd");
-    CHECK(q.empty());
-  }
-  SendQueue moved_from;
-  CHECK(moved_from.push(frame("xy"), 100));
-  q = std::move(moved_from);
-  CHECK(q.frames() == 1);
-  std::string out;
-  CHECK(q.take(out, 100) == 1);
-  CHECK(out == "xy");
-
-  UnackedEvents u;
-  for (std::uint64_t round = 0; round < 3; ++round) {
-    u.push({2 * round, "open"});
-    u.push({2 * round + 1, "m"});
-    CHECK(u.size() == 2);
-    CHECK(u.bytes() == 5);
-    CHECK(u.front().seq == 2 * round);
-    u.acknowledge_through(2 * round + 1);
-    CHECK(u.empty());
-    CHECK(u.bytes() == 0);
-  }
-  UnackedEvents other;
-  other.push({7, "close"});
-  u = std::move(other);
-  CHECK(u.size() == 1);
-  CHECK(u.front().body == "close");
 }
 
 TEST_CASE("unacknowledged events: an ACK forgets everything up to its seq, bytes follow") {
