@@ -215,7 +215,7 @@ void Engine::set_wakeup(std::int64_t at_ns) { wakeup_ns_ = at_ns; }
 
 void Engine::flush(Conn& c) {
   c.dirty = false;
-  if (c.fd < 0 || c.state == ConnState::connecting) return;
+  if (c.fd < 0 || c.state == ConnState::connecting) return;  // a closed one has fd -1
   while (c.tx_off < c.tx.size()) {
     ssize_t n = ::send(c.fd, c.tx.data() + c.tx_off, c.tx.size() - c.tx_off, MSG_NOSIGNAL);
     if (n > 0) {
@@ -510,11 +510,7 @@ void Engine::flush_dirty() {
     if (write_batch_.started() && end - i > 1) {
       write_batched(i, end);
     } else {
-      for (std::size_t k = i; k < end && k < dirty_.size(); ++k) {
-        Conn* c = dirty_[k];
-        if (c->state == ConnState::closed) c->dirty = false;
-        else flush(*c);
-      }
+      for (std::size_t k = i; k < end && k < dirty_.size(); ++k) flush(*dirty_[k]);
     }
     i = end;
   }
@@ -528,10 +524,8 @@ void Engine::write_batched(std::size_t first, std::size_t end) {
     std::size_t queued = 0, k = from;
     for (; k < end && k < dirty_.size() && queued < write_batch_.capacity(); ++k) {
       Conn* c = dirty_[k];
-      if (c->state == ConnState::closed) {
-        c->dirty = false;
-      } else if (c->fd < 0 || c->state == ConnState::connecting || c->tx_off == c->tx.size()) {
-        flush(*c);  // nothing to send, or not connected yet
+      if (c->fd < 0 || c->state == ConnState::connecting || c->tx_off == c->tx.size()) {
+        flush(*c);  // closed, not connected yet, or nothing to send
       } else {
         write_batch_.add_send(c->fd, c->tx.data() + c->tx_off, c->tx.size() - c->tx_off, k);
         ++queued;
@@ -542,8 +536,7 @@ void Engine::write_batched(std::size_t first, std::size_t end) {
     write_batch_.flush([&](std::uint64_t index, int result) {
       if (index >= dirty_.size()) return;  // the connections were dropped meanwhile
       Conn& c = *dirty_[index];
-      if (c.fd < 0 || c.state == ConnState::closed) return;
-      if (result > 0) {
+      if (result > 0 && c.fd >= 0) {
         ++stats_.writes;
         stats_.bytes_out += static_cast<std::uint64_t>(result);
         c.tx_off += static_cast<std::size_t>(result);

@@ -16,7 +16,7 @@ struct Options {
   double warmup = 0.5;    // seconds before each measured phase, not counted
   std::size_t size = 64;  // payload bytes
   int sources = 8;        // loopback source addresses
-  bool io_uring = true;   // receive from a turn's readable sockets with one system call
+  bool io_uring = true;   // a turn's reads in one system call, and its writes in another
   bool kernel_rx_time = true;  // time arrivals by the kernel's receive timestamp, not the loop's read
   std::string echo_path = "/echo";
   std::string broadcast_path = "/broadcast";
