@@ -158,7 +158,9 @@ const goals = [
     name: 'S4 p99 at 20 000 msgs/s (open loop)', goal: 1000, kind: 'max', unit: 'µs',
     measure: (t) => get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency', 'p99_us'),
     detail: (t) => `achieved ${num(get(targets[t], 'scenarios', 's4', 'fixed_rate', 'msgs_per_s'))} msgs/s, p50 ${num(get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency', 'p50_us'))} µs` +
-      (get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency_at_loop') ? `; p99 ${num(get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency_at_loop', 'p99_us'))} µs when the bench read it` : ''),
+      (get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency_at_loop') ? `; p99 ${num(get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency_at_loop', 'p99_us'))} µs when the bench read it` : '') +
+      (get(targets[t], 'scenarios', 's4', 'rate_sweep')?.length ? '; p99 at ' + get(targets[t], 'scenarios', 's4', 'rate_sweep')
+        .map((r) => `${num(r.rate_offered)}/s ${num(r.latency?.p99_us)} µs`).join(', ') : ''),
   },
   {
     name: 'S5 connect storm: sockets/s reaching `Status`', goal: 10000, kind: 'min', unit: '/s',
@@ -315,6 +317,21 @@ lines.push('');
     'The windows column says how the slowest 1 % is spread over the phase: in most windows when messages are ' +
     'slow one by one, in few when the tail is a handful of stalls of a few ms each (a CPU taken away, a queue ' +
     'that built up and drained).');
+  // --s4-sweep: the same open-loop phase at lower rates, so a missed p99 shows whether it comes
+  // from load (it falls with the rate) or from the path itself (it stays).
+  const ratesOf = (t) => [...(get(targets[t], 'scenarios', 's4', 'rate_sweep') || []),
+    ...(get(targets[t], 'scenarios', 's4', 'fixed_rate') ? [get(targets[t], 'scenarios', 's4', 'fixed_rate')] : [])];
+  const rates = [...new Set(names.flatMap((t) => ratesOf(t).map((r) => r.rate_offered)))].sort((a, b) => a - b);
+  if (names.some((t) => get(targets[t], 'scenarios', 's4', 'rate_sweep'))) {
+    lines.push('');
+    lines.push('p99 µs (server CPU-µs per message) against the offered rate, each a phase as long as the fixed-rate one:');
+    lines.push('');
+    const rows = names.map((t) => [t, ...rates.map((rate) => {
+      const r = ratesOf(t).find((x) => x.rate_offered === rate);
+      return r ? `${num(r.latency?.p99_us)} (${num(r.server_cpu_us_per_msg)})` : '';
+    })]);
+    lines.push(table(['target', ...rates.map((r) => `${num(r)}/s`)], rows));
+  }
 }
 lines.push('');
 lines.push('### S5 connect storm (chat app; `Status` is the first server message)');

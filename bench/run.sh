@@ -126,10 +126,10 @@ case $mode in
 esac
 if [ "$mode" = tiny ]; then  # checks the harness itself in seconds; the figures mean nothing
   sizes=(--duration 0.3 --warmup 0.1 --s1-conns 2,4 --s2-rooms 10,100 --s2-clients 100 --s3-idle 50 --s3-active 2
-         --s4-rate 500 --s5-sockets 20 --s5-concurrency 10 --s5-room-size 2 --s6-room 20 --s6-stalled-pct 10)
+         --s4-rate 500 --s4-sweep 100,300 --s5-sockets 20 --s5-concurrency 10 --s5-room-size 2 --s6-room 20 --s6-stalled-pct 10)
 else
   sizes+=(--s1-conns 100,500 --s2-rooms 10,100,1000 --s2-clients 1000 --s3-idle 19000 --s3-active 100
-          --s4-rate 20000 --s5-concurrency 500 --s5-room-size 10 --s6-room 1000 --s6-stalled-pct 10)
+          --s4-rate 20000 --s4-sweep 5000,10000,15000 --s5-concurrency 500 --s5-room-size 10 --s6-room 1000 --s6-stalled-pct 10)
 fi
 # shellcheck disable=SC2206
 extra=(${SB_BENCH_EXTRA:-})

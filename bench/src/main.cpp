@@ -24,9 +24,21 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-std::vector<int> split_ints(const std::string& s) {
+// Positive integers only: a typo must not become a zero-sized phase that measures nothing.
+std::vector<int> split_ints(const std::string& s, const char* option) {
   std::vector<int> out;
-  for (const auto& item : split(s)) out.push_back(std::stoi(item));
+  for (const auto& item : split(s)) {
+    std::size_t used = 0;
+    int value = 0;
+    try {
+      value = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || value <= 0)
+      throw std::invalid_argument(std::string("--") + option + ": '" + item + "' is not a positive integer");
+    out.push_back(value);
+  }
   return out;
 }
 
@@ -35,7 +47,7 @@ std::vector<int> split_ints(const std::string& s) {
 int main(int argc, char** argv) {
   sb::bench::Options o;
   // S5 and S3 last: closing thousands of sockets keeps a slow server busy for a while.
-  std::string scenarios = "s1,s2,s4,s6,s5,s3", s1_conns = "100,500", s2_rooms = "10,100,1000";
+  std::string scenarios = "s1,s2,s4,s6,s5,s3", s1_conns = "100,500", s2_rooms = "10,100,1000", s4_sweep;
   std::string server_pids, gateway_pids, json_out;
   bool json = false;
   po::options_description desc("switchboard-bench: WebSocket load generator (scenarios S1..S6 of issue 4)");
@@ -65,6 +77,8 @@ int main(int argc, char** argv) {
       ("s2-open-rate", po::value(&o.s2_open_rate)->default_value(o.s2_open_rate),
        "S2: open-loop sends/s for the latency phase; 0 = half the saturating rate (fix it to compare builds at equal load)")
       ("s4-rate", po::value(&o.s4_rate)->default_value(o.s4_rate), "S4: fixed open-loop rate, msgs/s")
+      ("s4-sweep", po::value(&s4_sweep),
+       "S4: comma list of more fixed rates, msgs/s, each a phase as long as the main one (p99 against load)")
       ("s4-duration", po::value(&o.s4_duration)->default_value(o.s4_duration),
        "S4: seconds of the fixed-rate phase (0: --duration); its p99 rests on a few stalls, so short ones are noisy")
       ("s5-sockets", po::value(&o.s5_sockets)->default_value(o.s5_sockets), "S5: sockets in the storm")
@@ -97,8 +111,9 @@ int main(int argc, char** argv) {
     po::store(parsed, vm);
     po::notify(vm);
     o.scenarios = split(scenarios);
-    o.s1_conns = split_ints(s1_conns);
-    o.s2_rooms = split_ints(s2_rooms);
+    o.s1_conns = split_ints(s1_conns, "s1-conns");
+    o.s2_rooms = split_ints(s2_rooms, "s2-rooms");
+    o.s4_sweep = split_ints(s4_sweep, "s4-sweep");
     o.server_pids = sb::bench::parse_pid_list(server_pids);
     o.gateway_pids = sb::bench::parse_pid_list(gateway_pids);
   } catch (const std::exception& e) {

@@ -614,6 +614,23 @@ class Runner {
     f["tail_samples"] = spread.tail_samples;
     fixed.window.add(f, "msg", fixed.deliveries);
     j["fixed_rate"] = f;
+    // The same phase at other rates: how p99 grows with load, and where it crosses a goal.
+    if (!o_.s4_sweep.empty()) {
+      Json sweep = Json::array();
+      for (int rate : o_.s4_sweep) {
+        quiesce();
+        auto p = fanout_open(conns, conns, rate, phase);
+        Json row;
+        row["rate_offered"] = rate;
+        row["msgs_per_s"] = std::round(p.deliveries_per_s);
+        row["latency"] = latency_json(p.latency);
+        row["bench_send_lag_p99_us"] = round3(us(p.send_lag.percentile(99)));
+        row["drained"] = p.drained;
+        p.window.add(row, "msg", p.deliveries);
+        sweep.push_back(row);
+      }
+      j["rate_sweep"] = sweep;
+    }
     return j;
   }
 
@@ -798,6 +815,12 @@ std::string format_table(const Json& r) {
           << "/s: p50=" << fmt(v["fixed_rate"]["latency"], "p50_us", "us")
           << " p99=" << fmt(v["fixed_rate"]["latency"], "p99_us", "us") << " (slowest 1 % in "
           << fmt(v["fixed_rate"], "tail_windows_10ms") << " of " << fmt(v["fixed_rate"], "windows_10ms") << " 10 ms windows)\n";
+    if (!err(v) && v.contains("rate_sweep")) {
+      out << "S4 p99 by rate    ";
+      for (const auto& row : v["rate_sweep"])
+        out << " " << fmt(row, "rate_offered") << "/s: " << fmt(row["latency"], "p99_us", "us");
+      out << "\n";
+    }
   }
   if (s.contains("s5")) {
     const auto& v = s["s5"];

@@ -30,6 +30,7 @@ struct Options {
   double s3_duration = 0;  // seconds per S3 phase; 0 = duration
   double s4_rate = 20000;
   double s4_duration = 0;  // seconds of S4's fixed-rate phase; 0 = duration
+  std::vector<int> s4_sweep;  // S4: more fixed rates, msgs/s (where p99 crosses a goal); empty = none
   double s2_open_rate = 0;  // S2 open-loop sends/s; 0 = half of the measured saturation
   int s5_sockets = 5000;
   int s5_concurrency = 500;

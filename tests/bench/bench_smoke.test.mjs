@@ -131,6 +131,7 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
     '--duration', '0.3', '--warmup', '0.1',
     '--s1-conns', '2,4', '--s2-rooms', '2,4', '--s2-clients', '8',
     '--s3-idle', '20', '--s3-active', '2', '--s3-duration', '0.4', '--s4-rate', '200', '--s4-duration', '0.5',
+    '--s4-sweep', '100,300',
     '--s5-sockets', '10', '--s5-concurrency', '5', '--s5-room-size', '2',
     '--s6-room', '10', '--s6-stalled-pct', '20',
     '--connect-timeout', '20',
@@ -188,6 +189,16 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
   assert.ok(s.s4.fixed_rate.tail_samples >= 1, `tail_samples ${s.s4.fixed_rate.tail_samples}`);
   assert.ok(s.s4.fixed_rate.tail_windows_10ms >= 1 && s.s4.fixed_rate.tail_windows_10ms <= s.s4.fixed_rate.tail_samples,
     `tail windows ${s.s4.fixed_rate.tail_windows_10ms} of ${s.s4.fixed_rate.tail_samples} samples`);
+  // --s4-sweep: one row per rate, in order, each a phase as long as the main one; every send
+  // comes back (an echo), so the achieved rate is the offered one within a message or two.
+  assert.deepEqual(s.s4.rate_sweep.map((row) => row.rate_offered), [100, 300]);
+  for (const row of s.s4.rate_sweep) {
+    saneLatency(row.latency, `s4.rate_sweep ${row.rate_offered}`);
+    assert.equal(row.drained, true);
+    assert.ok(Math.abs(row.latency.samples - row.rate_offered * 0.5) <= 1, `s4 sweep ${row.rate_offered}/s: ${row.latency.samples} samples`);
+    assert.ok(Math.abs(row.msgs_per_s - row.rate_offered) <= 4, `s4 sweep ${row.rate_offered}/s: ${row.msgs_per_s} msgs/s`);
+    nonNegative(row.server_cpu_pct, 's4.rate_sweep.server_cpu_pct');
+  }
   assert.equal(s.s5.reached_first_message, 10);
   assert.equal(s.s5.first_message_was_status, 10);
   positive(s.s5.sockets_per_s, 's5.sockets_per_s');
