@@ -328,7 +328,9 @@ lines.push('');
     lines.push('');
     const rows = names.map((t) => [t, ...rates.map((rate) => {
       const r = ratesOf(t).find((x) => x.rate_offered === rate);
-      return r ? `${num(r.latency?.p99_us)} (${num(r.server_cpu_us_per_msg)})` : '';
+      if (!r) return '';
+      if (!r.msgs_per_s) return 'none delivered within the phase + 30 s';
+      return `${num(r.latency?.p99_us)} (${num(r.server_cpu_us_per_msg)})`;
     })]);
     lines.push(table(['target', ...rates.map((r) => `${num(r)}/s`)], rows));
   }
