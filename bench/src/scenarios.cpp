@@ -517,7 +517,19 @@ class Runner {
       log("s2 room=", size, " deliveries/s=", sat.deliveries_per_s);
       quiesce();
       double half_rate = o_.s2_open_rate > 0 ? o_.s2_open_rate : sat.sends_per_s / 2.0;
+      // `all` is ordered by room, so the open loop's round robin sends ~size messages in a row
+      // to one room: each loop pass of the server writes that room's members. The same rate
+      // again with the senders interleaved across rooms makes every pass write every socket.
       auto half = fanout_open(all, all, half_rate, o_.duration);
+      FanoutResult mixed;
+      if (rooms > 1) {
+        std::vector<Conn*> interleaved;
+        interleaved.reserve(all.size());
+        for (std::size_t i = 0; i < static_cast<std::size_t>(size); ++i)
+          for (auto& r : room_list) interleaved.push_back(r[i]);
+        quiesce();
+        mixed = fanout_open(interleaved, all, half_rate, o_.duration);
+      }
       Json j;
       j["room_size"] = size;
       j["rooms"] = rooms;
@@ -526,7 +538,7 @@ class Runner {
       j["sends_per_s"] = std::round(sat.sends_per_s);
       j["saturated_latency"] = latency_json(sat.latency);
       j["in_flight_per_room"] = sat.window_per_room;
-      j["drained"] = sat.drained && half.drained;
+      j["drained"] = sat.drained && half.drained && (rooms == 1 || mixed.drained);
       sat.window.add(j, "delivery", sat.deliveries);
       Json h;
       h["sends_per_s_offered"] = std::round(half_rate);
@@ -536,7 +548,19 @@ class Runner {
       h["latency_at_loop"] = latency_json(half.latency_at_loop);
       h["bench_send_lag_p99_us"] = round3(us(half.send_lag.percentile(99)));
       half.window.add(h, "delivery", half.deliveries);
+      h["order"] = "by_room";
       j["half_load"] = h;
+      if (rooms > 1) {
+        Json m;
+        m["order"] = "interleaved";
+        m["sends_per_s_offered"] = std::round(half_rate);
+        m["deliveries_per_s"] = std::round(mixed.deliveries_per_s);
+        m["latency"] = latency_json(mixed.latency);
+        m["latency_at_loop"] = latency_json(mixed.latency_at_loop);
+        m["bench_send_lag_p99_us"] = round3(us(mixed.send_lag.percentile(99)));
+        mixed.window.add(m, "delivery", mixed.deliveries);
+        j["half_load_interleaved"] = m;
+      }
       rows.push_back(j);
       reset();
     }
@@ -791,12 +815,16 @@ std::string format_table(const Json& r) {
   if (s.contains("s2")) {
     if (err(s["s2"])) out << "S2 fan-out: error: " << s["s2"]["error"].get<std::string>() << "\n";
     else
-      for (const auto& row : s["s2"])
+      for (const auto& row : s["s2"]) {
         out << "S2 fan-out         room=" << fmt(row, "room_size") << "  deliveries/s=" << fmt(row, "deliveries_per_s")
             << "  cpu/delivery=" << fmt(row, "server_cpu_us_per_delivery", "us")
             << "  half-load p50=" << fmt(row["half_load"]["latency"], "p50_us", "us")
-            << " p99=" << fmt(row["half_load"]["latency"], "p99_us", "us") << "  bench cpu=" << fmt(row, "bench_cpu_pct", "%")
-            << "\n";
+            << " p99=" << fmt(row["half_load"]["latency"], "p99_us", "us");
+        if (row.contains("half_load_interleaved"))
+          out << " (rooms interleaved p50=" << fmt(row["half_load_interleaved"]["latency"], "p50_us", "us")
+              << " p99=" << fmt(row["half_load_interleaved"]["latency"], "p99_us", "us") << ")";
+        out << "  bench cpu=" << fmt(row, "bench_cpu_pct", "%") << "\n";
+      }
   }
   if (s.contains("s3")) {
     const auto& v = s["s3"];

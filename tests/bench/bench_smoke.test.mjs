@@ -167,6 +167,12 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
     saneLatency(row.saturated_latency, 's2.saturated_latency');
     saneLatency(row.half_load.latency, 's2.half_load.latency');
     assert.ok(Array.isArray(row.half_load.latency_curve) && row.half_load.latency_curve.length > 5);
+    // The same rate again, senders interleaved across rooms (rooms of 2 and 4 here: 4 and 2 rooms).
+    assert.equal(row.half_load.order, 'by_room');
+    assert.equal(row.half_load_interleaved.order, 'interleaved');
+    assert.equal(row.half_load_interleaved.sends_per_s_offered, row.half_load.sends_per_s_offered);
+    positive(row.half_load_interleaved.deliveries_per_s, 's2.half_load_interleaved.deliveries_per_s');
+    saneLatency(row.half_load_interleaved.latency, 's2.half_load_interleaved.latency');
   }
   assert.equal(s.s3.idle_open, 20);
   positive(s.s3.without_idle.msgs_per_s, 's3.without_idle');
