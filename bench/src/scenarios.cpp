@@ -540,31 +540,26 @@ class Runner {
       j["in_flight_per_room"] = sat.window_per_room;
       j["drained"] = sat.drained && half.drained && (rooms == 1 || mixed.drained);
       sat.window.add(j, "delivery", sat.deliveries);
-      Json h;
-      h["sends_per_s_offered"] = std::round(half_rate);
-      h["deliveries_per_s"] = std::round(half.deliveries_per_s);
-      h["latency"] = latency_json(half.latency);
-      h["latency_curve"] = latency_curve(half.latency);
-      h["latency_at_loop"] = latency_json(half.latency_at_loop);
-      h["bench_send_lag_p99_us"] = round3(us(half.send_lag.percentile(99)));
-      half.window.add(h, "delivery", half.deliveries);
-      h["order"] = "by_room";
-      j["half_load"] = h;
-      if (rooms > 1) {
-        Json m;
-        m["order"] = "interleaved";
-        m["sends_per_s_offered"] = std::round(half_rate);
-        m["deliveries_per_s"] = std::round(mixed.deliveries_per_s);
-        m["latency"] = latency_json(mixed.latency);
-        m["latency_at_loop"] = latency_json(mixed.latency_at_loop);
-        m["bench_send_lag_p99_us"] = round3(us(mixed.send_lag.percentile(99)));
-        mixed.window.add(m, "delivery", mixed.deliveries);
-        j["half_load_interleaved"] = m;
-      }
+      j["half_load"] = half_load_json(half, half_rate, "by_room");
+      j["half_load"]["latency_curve"] = latency_curve(half.latency);
+      if (rooms > 1) j["half_load_interleaved"] = half_load_json(mixed, half_rate, "interleaved");
       rows.push_back(j);
       reset();
     }
     return rows;
+  }
+
+  // One S2 open-loop phase at `rate` sends/s, its senders in `order`.
+  static Json half_load_json(const FanoutResult& r, double rate, const char* order) {
+    Json h;
+    h["order"] = order;
+    h["sends_per_s_offered"] = std::round(rate);
+    h["deliveries_per_s"] = std::round(r.deliveries_per_s);
+    h["latency"] = latency_json(r.latency);
+    h["latency_at_loop"] = latency_json(r.latency_at_loop);
+    h["bench_send_lag_p99_us"] = round3(us(r.send_lag.percentile(99)));
+    r.window.add(h, "delivery", r.deliveries);
+    return h;
   }
 
   // A scenario's own phase length (--s3/s4/s6-duration), or --duration when it has none.
