@@ -77,6 +77,7 @@ const get = (obj, ...keys) => {
   return v;
 };
 const rowsOf = (t, sc) => { const v = get(targets[t], 'scenarios', sc); return Array.isArray(v) ? v : []; };
+const sweepOf = (t) => get(targets[t], 'scenarios', 's4', 'rate_sweep') || [];  // --s4-sweep rows
 const s1Row = (t, conns) => rowsOf(t, 's1').find((r) => r.conns === conns);
 const s2Row = (t, size) => rowsOf(t, 's2').find((r) => r.room_size === size);
 const num = (v, digits) => {
@@ -165,8 +166,7 @@ const goals = [
     measure: (t) => get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency', 'p99_us'),
     detail: (t) => `achieved ${num(get(targets[t], 'scenarios', 's4', 'fixed_rate', 'msgs_per_s'))} msgs/s, p50 ${num(get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency', 'p50_us'))} µs` +
       (get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency_at_loop') ? `; p99 ${num(get(targets[t], 'scenarios', 's4', 'fixed_rate', 'latency_at_loop', 'p99_us'))} µs when the bench read it` : '') +
-      (get(targets[t], 'scenarios', 's4', 'rate_sweep')?.length ? '; p99 at ' + get(targets[t], 'scenarios', 's4', 'rate_sweep')
-        .map((r) => `${num(r.rate_offered)}/s ${num(r.latency?.p99_us)} µs`).join(', ') : ''),
+      (sweepOf(t).length ? '; p99 at ' + sweepOf(t).map((r) => `${num(r.rate_offered)}/s ${num(r.latency?.p99_us)} µs`).join(', ') : ''),
   },
   {
     name: 'S5 connect storm: sockets/s reaching `Status`', goal: 10000, kind: 'min', unit: '/s',
@@ -332,10 +332,10 @@ lines.push('');
     'that built up and drained).');
   // --s4-sweep: the same open-loop phase at lower rates, so a missed p99 shows whether it comes
   // from load (it falls with the rate) or from the path itself (it stays).
-  const ratesOf = (t) => [...(get(targets[t], 'scenarios', 's4', 'rate_sweep') || []),
+  const ratesOf = (t) => [...sweepOf(t),
     ...(get(targets[t], 'scenarios', 's4', 'fixed_rate') ? [get(targets[t], 'scenarios', 's4', 'fixed_rate')] : [])];
   const rates = [...new Set(names.flatMap((t) => ratesOf(t).map((r) => r.rate_offered)))].sort((a, b) => a - b);
-  if (names.some((t) => get(targets[t], 'scenarios', 's4', 'rate_sweep'))) {
+  if (names.some((t) => sweepOf(t).length)) {
     lines.push('');
     lines.push('p99 µs (server CPU-µs per message) against the offered rate, each a phase as long as the fixed-rate one:');
     lines.push('');
