@@ -17,7 +17,7 @@ const order = ['switchboard-1w', 'switchboard-2w', 'node-ws', 'pushpin'];
 // round); a single-round run writes <target>[-s3].json, read as round 1.
 const byRound = {};
 for (const f of fs.readdirSync(dir)) {
-  if (!f.endsWith('.json') || f === 'meta.json' || f === 'results.json') continue;
+  if (!f.endsWith('.json') || f === 'meta.json' || f === 'results.json' || f.startsWith('host-')) continue;
   try {
     const r = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
     if (!r || !r.scenarios) continue;
@@ -250,6 +250,29 @@ if (rounds.length > 1) {
 }
 lines.push(table(goalHeader, goalRows));
 lines.push('');
+
+// --- the machine itself (run.sh: switchboard-bench --scenario host, before and after the rounds) ---
+const hostRuns = [['before the rounds', 'host-before.json'], ['after the rounds', 'host-after.json']]
+  .map(([when, f]) => {
+    try { return [when, JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')).scenarios.host]; } catch { return [when, undefined]; }
+  })
+  .filter(([, h]) => h && !h.error);
+if (hostRuns.length) {
+  lines.push('## This machine, with no target running');
+  lines.push('');
+  lines.push('How promptly this VM runs a thread (`switchboard-bench --scenario host`): one thread waking another through ' +
+    'an eventfd every 1 ms, as the gateway\'s loop wakes its ZeroMQ I/O thread; a thread sleeping 1 ms at a time (how late ' +
+    'its timer wakes it); a thread that never sleeps (how much of its time the CPU is taken away). Every tail latency ' +
+    'above sits on these: one round trip through Switchboard wakes a sleeping thread up to eight times (bench → gateway ' +
+    'loop → its I/O thread → the worker\'s I/O thread → worker, and back), through Node twice.');
+  lines.push('');
+  const q = (l) => `${num(l?.p50_us)} / ${num(l?.p99_us)} / ${num(l?.p999_us)} / ${num(l?.max_us)}`;
+  lines.push(table(['when', 'hand-off µs p50 / p99 / p99.9 / max', '1 ms sleep, late by µs p50 / p99 / p99.9 / max',
+    'sleeps late > 0.5 ms, per 10 000', 'spinning thread: time lost in gaps > 50 µs', 'its worst gap µs'],
+  hostRuns.map(([when, h]) => [when, q(h.handoff?.wake), q(h.sleep?.late), num(h.sleep?.late_over_500us_per_10k),
+    `${num(h.spin?.lost_pct)} %`, num(h.spin?.worst_gap_us)])));
+  lines.push('');
+}
 
 // --- side by side ---
 lines.push('## Side by side');

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the issue-4 benchmark: every scenario (S1..S6) of switchboard-bench against Switchboard
 # (gateway + 1 worker, gateway + 2 workers) and its peers (Node `ws`, Pushpin), one after the
-# other on this machine, in one run, on free loopback ports. Writes bench/results/<date>/ with
-# results.json, REPORT.md and PNG plots.
+# other on this machine, in one run, on free loopback ports; before and after them, how promptly
+# the machine itself wakes a thread (switchboard-bench --scenario host). Writes
+# bench/results/<date>/ with results.json, REPORT.md and PNG plots.
 #
 #   bench/run.sh [--quick | --full] [--rounds N] [--targets LIST] [--out DIR] [--pin] [--no-install] [--no-build]
 #
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
     --pin) pin=1 ;;
     --no-install) install=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -255,8 +256,19 @@ bench_target() {  # target, scenario list, suffix of the JSON file
   stop_groups
 }
 
+# How promptly this machine runs a thread, with no target running (before and after the
+# rounds): the floor under every tail latency in the report.
+probe_host() {  # file name
+  log "host probe ($1)"
+  "${on_bench_cpus[@]}" "$bench_bin" --scenario host --label host --host-duration "$host_seconds" \
+    --json-out "$out/$1" 2>>"$out/host-bench.log" | tee -a "$out/host.txt" || log "host probe failed (see $out/host-bench.log)"
+}
+case $mode in full) host_seconds=10 ;; tiny) host_seconds=0.2 ;; *) host_seconds=5 ;; esac
+
 started=$(date -u +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+rm -f "$out/host.txt"
+probe_host host-before.json
 IFS=, read -r -a target_list <<<"$targets"
 for ((round = 1; round <= rounds; round++)); do
   [ "$rounds" -gt 1 ] && log "round $round of $rounds"
@@ -265,6 +277,7 @@ for ((round = 1; round <= rounds; round++)); do
     stop_groups
   done
 done
+probe_host host-after.json
 
 cat >"$out/meta.json" <<EOF
 {"date":"$stamp","mode":"$mode","commit":"$commit","tree_dirty":$([ -n "$dirty" ] && echo true || echo false),

@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   desc.add_options()("help,h", "this help")
       ("url", po::value(&o.url)->default_value(o.url), "target base URL ws://HOST:PORT (IPv4)")
       ("label", po::value(&o.label)->default_value(o.label), "name of the target in the results")
-      ("scenario", po::value(&scenarios)->default_value(scenarios), "comma list of s1..s6")
+      ("scenario", po::value(&scenarios)->default_value(scenarios), "comma list of s1..s6, host (no target: this machine's wake-up lateness)")
       ("duration", po::value(&o.duration)->default_value(o.duration), "seconds per measured phase")
       ("warmup", po::value(&o.warmup)->default_value(o.warmup), "seconds before each measured phase")
       ("size", po::value(&o.size)->default_value(o.size), "payload bytes (at least 32)")
@@ -88,6 +88,8 @@ int main(int argc, char** argv) {
       ("s6-stalled-pct", po::value(&o.s6_stalled_pct)->default_value(o.s6_stalled_pct), "S6: percent that stop reading")
       ("s6-duration", po::value(&o.s6_duration)->default_value(o.s6_duration),
        "S6: seconds per measured phase (0: --duration); its ratio compares two phases, so short ones are noisy")
+      ("host-duration", po::value(&o.host_duration)->default_value(o.host_duration),
+       "host: seconds of each probe (a thread sleeping 1 ms at a time, then a spinning one)")
       ("s6-stalled-rcvbuf", po::value(&o.s6_stalled_rcvbuf)->default_value(o.s6_stalled_rcvbuf), "S6: SO_RCVBUF of stalled sockets (0: default)")
       ("queue-cap-bytes", po::value(&o.queue_cap_bytes)->default_value(o.queue_cap_bytes), "server per-socket queue cap (report only)")
       ("max-pending", po::value(&o.max_pending)->default_value(o.max_pending), "handshakes in flight when opening many sockets")

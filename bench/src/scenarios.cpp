@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "bench/src/engine.hpp"
+#include "bench/src/host_probe.hpp"
 #include "bench/src/proc.hpp"
 #include "bench/src/stats.hpp"
 
@@ -86,7 +87,9 @@ class Runner {
   Json run() {
     Json out;
     out["target"] = o_.label;
-    out["url"] = o_.url;
+    // "host" alone measures the machine, not a server: no URL to name.
+    if (std::any_of(o_.scenarios.begin(), o_.scenarios.end(), [](const std::string& n) { return n != "host"; }))
+      out["url"] = o_.url;
     Json cfg;
     cfg["duration_s"] = o_.duration;
     cfg["warmup_s"] = o_.warmup;
@@ -111,6 +114,7 @@ class Runner {
         else if (name == "s4") r = s4();
         else if (name == "s5") r = s5();
         else if (name == "s6") r = s6();
+        else if (name == "host") r = host();
         else r = {{"error", "unknown scenario"}};
       } catch (const std::exception& e) {
         r = {{"error", e.what()}};
@@ -566,6 +570,41 @@ class Runner {
   double phase_seconds(double own) const { return own > 0 ? own : o_.duration; }
 
   // --- S3: idle sockets ---
+  // --- host: no target; the machine's own wake-up and run gaps (see host_probe.hpp) ---
+  Json host() {
+    auto handoff = probe_handoff(o_.host_duration, 1'000'000);
+    auto sleep = probe_sleep(o_.host_duration, 1'000'000);
+    auto spin = probe_spin(o_.host_duration, 50'000);
+    Json j;
+    Json h;
+    h["period_us"] = us(static_cast<std::uint64_t>(handoff.period_ns));
+    h["seconds"] = round3(handoff.seconds);
+    h["wakeups"] = handoff.wake.count();
+    h["wake"] = latency_json(handoff.wake);
+    h["coalesced"] = handoff.coalesced;
+    j["handoff"] = h;
+    Json s;
+    s["period_us"] = us(static_cast<std::uint64_t>(sleep.period_ns));
+    s["seconds"] = round3(sleep.seconds);
+    s["wakeups"] = sleep.late.count();
+    s["late"] = latency_json(sleep.late);
+    s["late_over_500us"] = sleep.late_over_500us;
+    s["late_over_1ms"] = sleep.late_over_1ms;
+    s["late_over_500us_per_10k"] =
+        round3(sleep.late.count() ? 1e4 * static_cast<double>(sleep.late_over_500us) / static_cast<double>(sleep.late.count()) : 0);
+    j["sleep"] = s;
+    Json g;
+    g["threshold_us"] = us(static_cast<std::uint64_t>(spin.threshold_ns));
+    g["seconds"] = round3(spin.seconds);
+    g["gaps"] = spin.gaps;
+    g["gaps_per_s"] = round3(spin.seconds > 0 ? static_cast<double>(spin.gaps) / spin.seconds : 0);
+    g["gaps_over_500us"] = spin.gaps_over_500us;
+    g["lost_pct"] = round3(spin.seconds > 0 ? 100.0 * static_cast<double>(spin.lost_ns) / (spin.seconds * 1e9) : 0);
+    g["worst_gap_us"] = round3(us(static_cast<std::uint64_t>(spin.worst_gap_ns)));
+    j["spin"] = g;
+    return j;
+  }
+
   Json s3() {
     Json j;
     auto active = open_many(o_.s3_active, [&](int) { return o_.echo_path; });
@@ -795,7 +834,7 @@ Json run_scenarios(const Options& options) {
 
 std::string format_table(const Json& r) {
   std::ostringstream out;
-  out << "target " << r.value("target", "?") << " (" << r.value("url", "?") << ")\n";
+  out << "target " << r.value("target", "?") << " (" << r.value("url", "no target: this machine") << ")\n";
   const auto& s = r["scenarios"];
   auto err = [&](const Json& v) { return v.is_object() && v.contains("error"); };
   if (s.contains("s1")) {
@@ -862,6 +901,19 @@ std::string format_table(const Json& r) {
           << fmt(v["with_stalled"], "healthy_deliveries_per_s") << " (x" << fmt(v, "rate_ratio")
           << ")  rss growth=" << fmt(v, "rss_growth_kib", "KiB") << "  closed 4008=" << fmt(v, "stalled_closed_4008")
           << "\n";
+  }
+  if (s.contains("host")) {
+    const auto& v = s["host"];
+    if (err(v)) out << "host: error: " << v["error"].get<std::string>() << "\n";
+    else
+      out << "host               eventfd hand-off p50=" << fmt(v["handoff"]["wake"], "p50_us", "us")
+          << " p99=" << fmt(v["handoff"]["wake"], "p99_us", "us") << " p99.9=" << fmt(v["handoff"]["wake"], "p999_us", "us")
+          << " max=" << fmt(v["handoff"]["wake"], "max_us", "us") << "\n"
+          << "host               1 ms sleeps late p50=" << fmt(v["sleep"]["late"], "p50_us", "us")
+          << " p99=" << fmt(v["sleep"]["late"], "p99_us", "us") << " p99.9=" << fmt(v["sleep"]["late"], "p999_us", "us")
+          << " max=" << fmt(v["sleep"]["late"], "max_us", "us") << " (>0.5 ms: " << fmt(v["sleep"], "late_over_500us_per_10k")
+          << " per 10 000)  spinning thread lost " << fmt(v["spin"], "lost_pct", "%") << " in gaps >50 us, worst "
+          << fmt(v["spin"], "worst_gap_us", "us") << "\n";
   }
   return out.str();
 }

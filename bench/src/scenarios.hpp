@@ -1,4 +1,5 @@
-// The issue-4 scenarios (S1..S6) over the engine. Each returns a JSON object of figures.
+// The issue-4 scenarios (S1..S6) over the engine, and "host" (no target: how promptly this
+// machine runs a thread). Each returns a JSON object of figures.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -39,6 +40,7 @@ struct Options {
   double s6_stalled_pct = 10;
   int s6_stalled_rcvbuf = 8192;
   double s6_duration = 0;  // seconds per S6 phase; 0 = duration
+  double host_duration = 5;  // "host": seconds of each probe (sleeping thread, spinning thread)
   double queue_cap_bytes = 1 << 20;  // the server's per-socket queue cap, for the S6 report
   int max_pending = 1000;            // handshakes in flight while opening many sockets
   double connect_timeout = 60;       // seconds to open a scenario's sockets

@@ -216,3 +216,32 @@ test('switchboard-bench runs every scenario at tiny size and reports sane JSON',
   assert.equal(r.engine.protocol_errors, 0);
   assert.equal(r.engine.handshake_failures, 0);
 });
+
+test('switchboard-bench --scenario host measures this machine without a target', { timeout: 60000 }, async () => {
+  assert.ok(bins.bench, 'SB_BENCH_BIN is not set (ctest sets it; see bench/CMakeLists.txt)');
+  const res = await runBench(['--scenario', 'host', '--label', 'host', '--host-duration', '0.3', '--json'], 30000);
+  assert.equal(res.error, null, `bench failed: ${res.error?.message}\n${res.stderr}`);
+  const r = JSON.parse(res.stdout);
+  assert.equal(r.url, undefined, 'no target, so no URL');
+  const h = r.scenarios.host;
+  assert.ok(h && !h.error, JSON.stringify(h));
+  // 0.3 s of 1 ms periods: each period lasts at least 1 ms, so at most 300 (a slow machine gets fewer).
+  for (const [what, probe, hist] of [['handoff', h.handoff, h.handoff.wake], ['sleep', h.sleep, h.sleep.late]]) {
+    assert.equal(probe.period_us, 1000);
+    assert.ok(probe.seconds >= 0.3 && probe.seconds < 5, `${what}: ${probe.seconds} s`);
+    assert.ok(hist.samples >= 10 && hist.samples <= 300, `${what}: ${hist.samples} samples`);
+    nonNegative(hist.p50_us, `${what}.p50_us`);
+    assert.ok(hist.p99_us >= hist.p50_us && hist.max_us >= hist.p99_us, `${what}: ${JSON.stringify(hist)}`);
+  }
+  assert.equal(h.handoff.wakeups, h.handoff.wake.samples);
+  assert.ok(h.handoff.coalesced <= h.handoff.wakeups);
+  assert.equal(h.sleep.wakeups, h.sleep.late.samples);
+  assert.ok(h.sleep.late_over_1ms <= h.sleep.late_over_500us && h.sleep.late_over_500us <= h.sleep.wakeups);
+  // One 1 ms sleep that woke 0.5 ms late is what the maximum says, or none was.
+  assert.equal(h.sleep.late_over_500us > 0, h.sleep.late.max_us > 500);
+  assert.equal(h.spin.threshold_us, 50);
+  assert.ok(h.spin.seconds >= 0.3 && h.spin.seconds < 5, `spin: ${h.spin.seconds} s`);
+  assert.ok(h.spin.gaps_over_500us <= h.spin.gaps);
+  assert.ok(h.spin.lost_pct >= 0 && h.spin.lost_pct <= 100, `lost ${h.spin.lost_pct} %`);
+  assert.equal(h.spin.gaps > 0, h.spin.worst_gap_us > 50, `gaps ${h.spin.gaps}, worst ${h.spin.worst_gap_us} us`);
+});
