@@ -569,7 +569,6 @@ class Runner {
   // A scenario's own phase length (--s3/s4/s6-duration), or --duration when it has none.
   double phase_seconds(double own) const { return own > 0 ? own : o_.duration; }
 
-  // --- S3: idle sockets ---
   // --- host: no target; the machine's own wake-up and run gaps (see host_probe.hpp) ---
   Json host() {
     auto handoff = probe_handoff(o_.host_duration, 1'000'000);
@@ -605,6 +604,7 @@ class Runner {
     return j;
   }
 
+  // --- S3: idle sockets ---
   Json s3() {
     Json j;
     auto active = open_many(o_.s3_active, [&](int) { return o_.echo_path; });
