@@ -17,6 +17,13 @@ std::int64_t monotonic_ns() {
   return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
 }
 
+// A probe's run: from now, for `seconds`.
+struct Span {
+  explicit Span(double seconds) : start(monotonic_ns()), end(start + static_cast<std::int64_t>(seconds * 1e9)) {}
+  double elapsed_s() const { return static_cast<double>(monotonic_ns() - start) / 1e9; }
+  std::int64_t start, end;
+};
+
 void sleep_until(std::int64_t due) {
   timespec ts{static_cast<time_t>(due / 1'000'000'000), static_cast<long>(due % 1'000'000'000)};
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) != 0) {
@@ -42,10 +49,9 @@ HandoffProbe probe_handoff(double seconds, std::int64_t period_ns) {
       p.wake.record(now - at);
     }
   });
-  std::int64_t start = monotonic_ns();
-  std::int64_t end = start + static_cast<std::int64_t>(seconds * 1e9);
+  Span span(seconds);
   std::uint64_t one = 1;
-  for (std::int64_t due = start + period_ns; due <= end; due += period_ns) {
+  for (std::int64_t due = span.start + period_ns; due <= span.end; due += period_ns) {
     sleep_until(due);
     written_at.store(monotonic_ns(), std::memory_order_release);
     if (write(fd, &one, sizeof one) != sizeof one) break;
@@ -55,16 +61,15 @@ HandoffProbe probe_handoff(double seconds, std::int64_t period_ns) {
   }
   woken.join();  // p is written by `woken` until here
   close(fd);
-  p.seconds = static_cast<double>(monotonic_ns() - start) / 1e9;
+  p.seconds = span.elapsed_s();
   return p;
 }
 
 SleepProbe probe_sleep(double seconds, std::int64_t period_ns) {
   SleepProbe p;
   p.period_ns = period_ns;
-  std::int64_t start = monotonic_ns();
-  std::int64_t end = start + static_cast<std::int64_t>(seconds * 1e9);
-  for (std::int64_t now = start; now < end;) {
+  Span span(seconds);
+  for (std::int64_t now = span.start; now < span.end;) {
     // Absolute deadline: lateness is measured against it, not against the call's own cost.
     std::int64_t due = now + period_ns;
     sleep_until(due);
@@ -74,16 +79,15 @@ SleepProbe probe_sleep(double seconds, std::int64_t period_ns) {
     if (late > 500'000) ++p.late_over_500us;
     if (late > 1'000'000) ++p.late_over_1ms;
   }
-  p.seconds = static_cast<double>(monotonic_ns() - start) / 1e9;
+  p.seconds = span.elapsed_s();
   return p;
 }
 
 SpinProbe probe_spin(double seconds, std::int64_t threshold_ns) {
   SpinProbe p;
   p.threshold_ns = threshold_ns;
-  std::int64_t start = monotonic_ns();
-  std::int64_t end = start + static_cast<std::int64_t>(seconds * 1e9);
-  for (std::int64_t last = start, now = start; now < end; last = now) {
+  Span span(seconds);
+  for (std::int64_t last = span.start, now = span.start; now < span.end; last = now) {
     now = monotonic_ns();
     std::int64_t gap = now - last;
     if (gap <= threshold_ns) continue;
@@ -92,7 +96,7 @@ SpinProbe probe_spin(double seconds, std::int64_t threshold_ns) {
     p.lost_ns += gap;
     if (gap > p.worst_gap_ns) p.worst_gap_ns = gap;
   }
-  p.seconds = static_cast<double>(monotonic_ns() - start) / 1e9;
+  p.seconds = span.elapsed_s();
   return p;
 }
 

@@ -574,19 +574,18 @@ class Runner {
     auto handoff = probe_handoff(o_.host_duration, 1'000'000);
     auto sleep = probe_sleep(o_.host_duration, 1'000'000);
     auto spin = probe_spin(o_.host_duration, 50'000);
+    // The two periodic probes: period, run time, one sample per wake-up.
+    auto periodic = [](std::int64_t period_ns, double seconds, const char* what, const Histogram& h) {
+      return Json{{"period_us", us(static_cast<std::uint64_t>(period_ns))},
+                  {"seconds", round3(seconds)},
+                  {"wakeups", h.count()},
+                  {what, latency_json(h)}};
+    };
     Json j;
-    Json h;
-    h["period_us"] = us(static_cast<std::uint64_t>(handoff.period_ns));
-    h["seconds"] = round3(handoff.seconds);
-    h["wakeups"] = handoff.wake.count();
-    h["wake"] = latency_json(handoff.wake);
+    Json h = periodic(handoff.period_ns, handoff.seconds, "wake", handoff.wake);
     h["coalesced"] = handoff.coalesced;
     j["handoff"] = h;
-    Json s;
-    s["period_us"] = us(static_cast<std::uint64_t>(sleep.period_ns));
-    s["seconds"] = round3(sleep.seconds);
-    s["wakeups"] = sleep.late.count();
-    s["late"] = latency_json(sleep.late);
+    Json s = periodic(sleep.period_ns, sleep.seconds, "late", sleep.late);
     s["late_over_500us"] = sleep.late_over_500us;
     s["late_over_1ms"] = sleep.late_over_1ms;
     s["late_over_500us_per_10k"] =
