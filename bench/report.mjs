@@ -251,9 +251,17 @@ if (rounds.length > 1) {
 lines.push(table(goalHeader, goalRows));
 lines.push('');
 
-// --- the machine itself (run.sh: switchboard-bench --scenario host, before and after the rounds) ---
-const hostRuns = [['before the rounds', 'host-before.json'], ['after the rounds', 'host-after.json']]
-  .map(([when, f]) => {
+// --- the machine itself (run.sh: switchboard-bench --scenario host before each round, after the last) ---
+// host-before.json (one round) or host-before.rK.json (round K), then host-after.json.
+const hostFiles = fs.readdirSync(dir).map((f) => {
+  const m = f.match(/^host-(before|after)(?:\.r(\d+))?\.json$/);
+  if (!m) return null;
+  const round = m[2] ? Number(m[2]) : 0;
+  const when = m[1] === 'after' ? 'after the rounds' : round ? `before round ${round}` : 'before the rounds';
+  return { f, when, key: m[1] === 'after' ? Infinity : round };
+}).filter(Boolean).sort((a, b) => a.key - b.key);
+const hostRuns = hostFiles
+  .map(({ f, when }) => {
     try { return [when, JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')).scenarios.host]; } catch { return [when, undefined]; }
   })
   .filter(([, h]) => h && !h.error);

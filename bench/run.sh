@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the issue-4 benchmark: every scenario (S1..S6) of switchboard-bench against Switchboard
 # (gateway + 1 worker, gateway + 2 workers) and its peers (Node `ws`, Pushpin), one after the
-# other on this machine, in one run, on free loopback ports; before and after them, how promptly
-# the machine itself wakes a thread (switchboard-bench --scenario host). Writes
+# other on this machine, in one run, on free loopback ports; before each round and after the last,
+# how promptly the machine itself wakes a thread (switchboard-bench --scenario host). Writes
 # bench/results/<date>/ with results.json, REPORT.md and PNG plots.
 #
 #   bench/run.sh [--quick | --full] [--rounds N] [--targets LIST] [--out DIR] [--pin] [--no-install] [--no-build]
@@ -256,8 +256,8 @@ bench_target() {  # target, scenario list, suffix of the JSON file
   stop_groups
 }
 
-# How promptly this machine runs a thread, with no target running (before and after the
-# rounds): the floor under every tail latency in the report.
+# How promptly this machine runs a thread, with no target running (before each round and after
+# the last): the floor under every tail latency in the report, and how it drifts between rounds.
 probe_host() {  # file name
   log "host probe ($1)"
   "${on_bench_cpus[@]}" "$bench_bin" --scenario host --label host --host-duration "$host_seconds" \
@@ -268,10 +268,10 @@ case $mode in full) host_seconds=10 ;; tiny) host_seconds=0.2 ;; *) host_seconds
 started=$(date -u +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rm -f "$out/host.txt"
-probe_host host-before.json
 IFS=, read -r -a target_list <<<"$targets"
 for ((round = 1; round <= rounds; round++)); do
   [ "$rounds" -gt 1 ] && log "round $round of $rounds"
+  if [ "$rounds" -gt 1 ]; then probe_host "host-before.r$round.json"; else probe_host host-before.json; fi
   for t in "${target_list[@]}"; do
     run_target "$t" "$round" || true
     stop_groups
