@@ -8,19 +8,15 @@
 #include <stdexcept>
 #include <thread>
 
+#include "bench/src/engine.hpp"  // now_ns(): steady_clock, i.e. CLOCK_MONOTONIC, which the sleeps use too
+
 namespace sb::bench {
 namespace {
 
-std::int64_t monotonic_ns() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
-}
-
 // A probe's run: from now, for `seconds`.
 struct Span {
-  explicit Span(double seconds) : start(monotonic_ns()), end(start + static_cast<std::int64_t>(seconds * 1e9)) {}
-  double elapsed_s() const { return static_cast<double>(monotonic_ns() - start) / 1e9; }
+  explicit Span(double seconds) : start(now_ns()), end(start + static_cast<std::int64_t>(seconds * 1e9)) {}
+  double elapsed_s() const { return static_cast<double>(now_ns() - start) / 1e9; }
   std::int64_t start, end;
 };
 
@@ -42,7 +38,7 @@ HandoffProbe probe_handoff(double seconds, std::int64_t period_ns) {
     for (;;) {
       std::uint64_t count = 0;
       if (read(fd, &count, sizeof count) != sizeof count) continue;
-      std::int64_t now = monotonic_ns();
+      std::int64_t now = now_ns();
       std::int64_t at = written_at.load(std::memory_order_acquire);
       if (at < 0) return;  // the waker's last write: done
       if (count > 1) ++p.coalesced;
@@ -53,7 +49,7 @@ HandoffProbe probe_handoff(double seconds, std::int64_t period_ns) {
   std::uint64_t one = 1;
   for (std::int64_t due = span.start + period_ns; due <= span.end; due += period_ns) {
     sleep_until(due);
-    written_at.store(monotonic_ns(), std::memory_order_release);
+    written_at.store(now_ns(), std::memory_order_release);
     if (write(fd, &one, sizeof one) != sizeof one) break;
   }
   written_at.store(-1, std::memory_order_release);
@@ -73,7 +69,7 @@ SleepProbe probe_sleep(double seconds, std::int64_t period_ns) {
     // Absolute deadline: lateness is measured against it, not against the call's own cost.
     std::int64_t due = now + period_ns;
     sleep_until(due);
-    now = monotonic_ns();
+    now = now_ns();
     std::int64_t late = now - due;
     p.late.record(late);
     if (late > 500'000) ++p.late_over_500us;
@@ -88,7 +84,7 @@ SpinProbe probe_spin(double seconds, std::int64_t threshold_ns) {
   p.threshold_ns = threshold_ns;
   Span span(seconds);
   for (std::int64_t last = span.start, now = span.start; now < span.end; last = now) {
-    now = monotonic_ns();
+    now = now_ns();
     std::int64_t gap = now - last;
     if (gap <= threshold_ns) continue;
     ++p.gaps;

@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
       ("s6-duration", po::value(&o.s6_duration)->default_value(o.s6_duration),
        "S6: seconds per measured phase (0: --duration); its ratio compares two phases, so short ones are noisy")
       ("host-duration", po::value(&o.host_duration)->default_value(o.host_duration),
-       "host: seconds of each probe (a thread sleeping 1 ms at a time, then a spinning one)")
+       "host: seconds of each of its three probes (an eventfd hand-off every 1 ms, a thread sleeping 1 ms at a time, a spinning thread)")
       ("s6-stalled-rcvbuf", po::value(&o.s6_stalled_rcvbuf)->default_value(o.s6_stalled_rcvbuf), "S6: SO_RCVBUF of stalled sockets (0: default)")
       ("queue-cap-bytes", po::value(&o.queue_cap_bytes)->default_value(o.queue_cap_bytes), "server per-socket queue cap (report only)")
       ("max-pending", po::value(&o.max_pending)->default_value(o.max_pending), "handshakes in flight when opening many sockets")

@@ -40,7 +40,7 @@ struct Options {
   double s6_stalled_pct = 10;
   int s6_stalled_rcvbuf = 8192;
   double s6_duration = 0;  // seconds per S6 phase; 0 = duration
-  double host_duration = 5;  // "host": seconds of each probe (sleeping thread, spinning thread)
+  double host_duration = 5;  // "host": seconds of each probe (eventfd hand-off, sleeping thread, spinning thread)
   double queue_cap_bytes = 1 << 20;  // the server's per-socket queue cap, for the S6 report
   int max_pending = 1000;            // handshakes in flight while opening many sockets
   double connect_timeout = 60;       // seconds to open a scenario's sockets
