@@ -94,7 +94,9 @@ ParseOutcome<BackendConfig> parse_backend_options(const std::vector<std::string>
       "apps to serve (comma-separated or repeatable): chat, echo, broadcast")(
       "worker-id", po::value<std::string>()->default_value(""),
       "routing id at the gateways (default <hostname>-<pid>-<random4>; with --workers N, <id>-1..<id>-N)")(
-      "log-level", po::value<std::string>()->default_value(defaults.log_level), "debug, info, warn or error");
+      "log-level", po::value<std::string>()->default_value(defaults.log_level), "debug, info, warn or error")(
+      "pool-client", po::value<std::string>()->default_value(defaults.pool_client),
+      "zmtp: speak ZeroMQ's wire protocol on the worker's loop (tcp://, ipc://); libzmq: a libzmq DEALER");
   add_range(ranges[0], "HELLO repeat and heartbeat period (ms)");
   add_range(ranges[1], "a gateway silent this long is dead and HELLO starts again (ms)");
   add_range(ranges[2], "largest pool frame accepted (bytes)");
@@ -134,6 +136,7 @@ ParseOutcome<BackendConfig> parse_backend_options(const std::vector<std::string>
   config.apps = split_list(values["apps"].as<std::vector<std::string>>());
   config.worker_id = values["worker-id"].as<std::string>();
   config.log_level = values["log-level"].as<std::string>();
+  config.pool_client = values["pool-client"].as<std::string>();
   for (const auto& range : ranges) config.*range.field = values[range.name].as<std::int64_t>();
 
   if (config.gateways.empty()) return fail("--gateway: at least one endpoint is needed");
@@ -145,6 +148,8 @@ ParseOutcome<BackendConfig> parse_backend_options(const std::vector<std::string>
   for (std::size_t i = 0; i < config.gateways.size(); ++i)
     for (std::size_t j = i + 1; j < config.gateways.size(); ++j)
       if (config.gateways[i] == config.gateways[j]) return fail("--gateway '" + config.gateways[i] + "' given twice");
+  if (config.pool_client != "zmtp" && config.pool_client != "libzmq")
+    return fail("--pool-client must be zmtp or libzmq, got '" + config.pool_client + "'");
   if (config.workers < 1 || config.workers > 1024) return fail("--workers must be between 1 and 1024");
   if (config.store.rfind("sqlite:", 0) != 0) return fail("--store must look like sqlite:PATH, got '" + config.store + "'");
   if (config.store_path().empty()) return fail("--store sqlite: needs a path");

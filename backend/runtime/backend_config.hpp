@@ -53,6 +53,11 @@ struct BackendConfig {
   std::int64_t drain_timeout_ms = 2000;
   // Supervisor: how long children get after SIGTERM before SIGKILL (longer than the drain).
   std::int64_t stop_grace_ms = 5000;
+  // How a worker talks to the gateways. "zmtp": it speaks ZeroMQ's wire protocol (ZMTP 3.1) on
+  // its own loop thread, so a message goes from the loop straight to the kernel; "libzmq": a
+  // libzmq DEALER, which relays every message through its I/O thread (two more thread wake-ups
+  // per round trip). inproc:// endpoints always use libzmq.
+  std::string pool_client = "zmtp";
   // debug|info|warn|error.
   std::string log_level = "info";
 

@@ -32,12 +32,6 @@ DispatcherSettings settings_from(const BackendConfig& config, const std::string&
   return settings;
 }
 
-bool set_int(void* socket, int option, int value, const char* name, std::string& error) {
-  if (zmq_setsockopt(socket, option, &value, sizeof value) == 0) return true;
-  error = std::string("zmq_setsockopt(") + name + "): " + zmq_strerror(zmq_errno());
-  return false;
-}
-
 // Empties a non-blocking signal pipe (or eventfd) so it stops being readable.
 void consume(int fd) {
   if (fd < 0) return;
@@ -55,126 +49,66 @@ Worker::Worker(const BackendConfig& config, std::string worker_id, std::vector<A
       context_(shared_context) {}
 
 Worker::~Worker() {
-  for (void* socket : sockets_) zmq_close(socket);
-  sockets_.clear();
+  links_.clear();
   if (own_context_ && context_) zmq_ctx_term(context_);
 }
 
 bool Worker::open(std::string& error) {
-  if (!context_) {
-    context_ = zmq_ctx_new();
-    if (!context_) {
-      error = std::string("zmq_ctx_new: ") + zmq_strerror(zmq_errno());
-      return false;
-    }
-    own_context_ = true;
-  }
+  void* context = context_;
   for (const auto& endpoint : config_.gateways) {
-    void* socket = zmq_socket(context_, ZMQ_DEALER);
-    if (!socket) {
-      error = std::string("zmq_socket: ") + zmq_strerror(zmq_errno());
-      return false;
+    auto link = make_pool_link(config_, endpoint, worker_id_, counters_, context, error);
+    if (!link) return false;
+    if (context != context_) {  // the first libzmq link made one
+      context_ = context;
+      own_context_ = true;
     }
-    sockets_.push_back(socket);
-    std::int64_t max_size = config_.max_pool_message_bytes;
-    // The gateway's ROUTER knows us by this id, on every connection and after reconnects.
-    if (zmq_setsockopt(socket, ZMQ_ROUTING_ID, worker_id_.data(), worker_id_.size()) != 0) {
-      error = std::string("zmq_setsockopt(ZMQ_ROUTING_ID): ") + zmq_strerror(zmq_errno());
-      return false;
-    }
-    if (zmq_setsockopt(socket, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size) != 0) {
-      error = std::string("zmq_setsockopt(ZMQ_MAXMSGSIZE): ") + zmq_strerror(zmq_errno());
-      return false;
-    }
-    if (!set_int(socket, ZMQ_LINGER, static_cast<int>(config_.linger_ms), "ZMQ_LINGER", error) ||
-        !set_int(socket, ZMQ_SNDHWM, static_cast<int>(config_.send_hwm), "ZMQ_SNDHWM", error) ||
-        !set_int(socket, ZMQ_RCVHWM, static_cast<int>(config_.recv_hwm), "ZMQ_RCVHWM", error) ||
-        // Queue only to a live connection: otherwise HELLOs pile up while the gateway is down
-        // and arrive as a burst when it starts.
-        !set_int(socket, ZMQ_IMMEDIATE, 1, "ZMQ_IMMEDIATE", error) ||
-        !set_int(socket, ZMQ_RECONNECT_IVL, static_cast<int>(config_.reconnect_ms), "ZMQ_RECONNECT_IVL", error) ||
-        !set_int(socket, ZMQ_RECONNECT_IVL_MAX, static_cast<int>(config_.reconnect_max_ms), "ZMQ_RECONNECT_IVL_MAX",
-                 error))
-      return false;
-    if (zmq_connect(socket, endpoint.c_str()) != 0) {
-      error = "cannot connect to gateway " + endpoint + ": " + zmq_strerror(zmq_errno());
-      return false;
-    }
-    int fd = -1;
-    std::size_t fd_size = sizeof fd;
-    if (zmq_getsockopt(socket, ZMQ_FD, &fd, &fd_size) != 0) {
-      error = std::string("zmq_getsockopt(ZMQ_FD): ") + zmq_strerror(zmq_errno());
-      return false;
-    }
-    socket_fds_.push_back(fd);
-    pending_.push_back(1);  // nothing is known yet: look before the first wait
-    settled_.push_back(0);
+    links_.push_back(std::move(link));
     log::info("connecting to gateway at ", endpoint, " as ", worker_id_);
   }
   return true;
 }
 
-bool Worker::receive_from(std::size_t gateway, SteadyTime now) {
-  void* socket = sockets_[gateway];
-  for (std::int64_t n = 0; n < config_.max_receive_batch; ++n) {
-    zmq_msg_t frame;
-    zmq_msg_init(&frame);
-    if (zmq_msg_recv(&frame, socket, ZMQ_DONTWAIT) < 0) {
-      int err = zmq_errno();
-      zmq_msg_close(&frame);
-      if (err != EAGAIN && err != EINTR) {
-        ++counters_.receive_errors;
-        log::warn("receive from ", config_.gateways[gateway], " failed: ", zmq_strerror(err));
-      }
-      settled_[gateway] = 1;  // EAGAIN: ZMQ_FD fires for the next message
-      return err == EINTR;
-    }
-    ++counters_.messages_received;
-    // A message's frames arrive together; each frame is one body.
-    while (true) {
-      dispatcher_.receive(gateway,
-                          std::string_view(static_cast<const char*>(zmq_msg_data(&frame)), zmq_msg_size(&frame)), now);
-      bool more = zmq_msg_more(&frame) != 0;
-      zmq_msg_close(&frame);
-      if (!more) break;
-      zmq_msg_init(&frame);
-      if (zmq_msg_recv(&frame, socket, ZMQ_DONTWAIT) < 0) {
-        ++counters_.receive_errors;
-        zmq_msg_close(&frame);
-        break;
-      }
-    }
-  }
-  return true;  // the batch limit: more may be waiting
-}
+namespace {
+// Hands each body a link reads to the dispatcher, tagged with the gateway it came from.
+class DispatchSink final : public BodySink {
+ public:
+  DispatchSink(Dispatcher& dispatcher, std::size_t gateway, SteadyTime now)
+      : dispatcher_(dispatcher), gateway_(gateway), now_(now) {}
+  void body(std::string_view bytes) override { dispatcher_.receive(gateway_, bytes, now_); }
+
+ private:
+  Dispatcher& dispatcher_;
+  std::size_t gateway_;
+  SteadyTime now_;
+};
+}  // namespace
 
 void Worker::send_batch(std::size_t gateway, std::vector<std::string>& bodies) {
-  void* socket = sockets_[gateway];
-  if (!bodies.empty()) settled_[gateway] = 0;  // a send may process the command that announces new input
+  PoolLink& link = *links_[gateway];
   for (std::size_t first = 0; first < bodies.size(); first += max_frames_per_message) {
-    std::size_t last = std::min(bodies.size(), first + max_frames_per_message);
-    for (std::size_t i = first; i < last; ++i) {
-      int flags = ZMQ_DONTWAIT | (i + 1 < last ? ZMQ_SNDMORE : 0);
-      if (zmq_send(socket, bodies[i].data(), bodies[i].size(), flags) >= 0) continue;
-      int err = zmq_errno();
-      auto dropped = last - i;
-      counters_.bodies_dropped += dropped;
-      if (i == first && err == EAGAIN) {
-        ++counters_.send_eagain;
-        if (i == 0) dispatcher_.batch_undelivered(gateway, std::chrono::steady_clock::now());
-        // Expected while a gateway is down (HELLOs); a warning once it welcomed us.
-        if (!dispatcher_.welcomed(gateway))
-          log::debug("gateway ", config_.gateways[gateway], " not connected: ", dropped, " bodies dropped");
-        else if (log::worth_logging(counters_.send_eagain))
-          log::warn("gateway ", config_.gateways[gateway], " not accepting (EAGAIN, high-water mark?): ", dropped,
-                    " bodies dropped; ", counters_.send_eagain, " times so far");
-      } else {
-        ++counters_.send_errors;
-        log::error("send to ", config_.gateways[gateway], " failed at frame ", i - first, ": ", zmq_strerror(err));
-      }
-      break;
+    std::size_t count = std::min(bodies.size(), first + max_frames_per_message) - first;
+    std::string error;
+    auto result = link.send(bodies.data() + first, count, error);
+    if (result == PoolLink::Send::sent) {
+      ++counters_.messages_sent;
+      continue;
     }
-    if (last > first) ++counters_.messages_sent;
+    auto dropped = bodies.size() - first;  // this message and the ones after it
+    counters_.bodies_dropped += dropped;
+    if (result == PoolLink::Send::refused) {
+      ++counters_.send_eagain;
+      if (first == 0) dispatcher_.batch_undelivered(gateway, std::chrono::steady_clock::now());
+      // Expected while a gateway is down (HELLOs); a warning once it welcomed us.
+      if (!dispatcher_.welcomed(gateway))
+        log::debug("gateway ", config_.gateways[gateway], " not connected: ", dropped, " bodies dropped");
+      else if (log::worth_logging(counters_.send_eagain))
+        log::warn("gateway ", config_.gateways[gateway], " not accepting (high-water mark or link down): ", dropped,
+                  " bodies dropped; ", counters_.send_eagain, " times so far");
+    } else {
+      ++counters_.send_errors;
+      log::error("send to ", config_.gateways[gateway], " failed: ", error);
+    }
+    break;
   }
 }
 
@@ -194,33 +128,25 @@ bool Worker::step(int stop_fd, int max_wait_ms) {
   wait = std::min<long long>(wait, config_.heartbeat_ms);
   if (max_wait_ms >= 0) wait = std::min<long long>(wait, max_wait_ms);
 
-  // Before blocking, every socket must be settled; ZMQ_EVENTS settles one a send unsettled.
-  bool input_waiting = false;
-  for (std::size_t i = 0; i < sockets_.size(); ++i) {
-    if (!settled_[i] && !pending_[i]) {
-      int events = 0;
-      std::size_t size = sizeof events;
-      if (zmq_getsockopt(sockets_[i], ZMQ_EVENTS, &events, &size) == 0) {
-        settled_[i] = !(events & ZMQ_POLLIN);
-        pending_[i] = (events & ZMQ_POLLIN) != 0;
-      } else {
-        pending_[i] = 1;
-      }
-    }
-    input_waiting |= pending_[i] != 0;
+  // The next reconnect attempt is a timer too.
+  for (auto& link : links_) {
+    auto at = link->deadline();
+    if (at == SteadyTime::max()) continue;
+    auto until = at <= now ? 0 : std::chrono::ceil<std::chrono::milliseconds>(at - now).count();
+    wait = std::min<long long>(wait, until);
   }
-  std::vector<pollfd> fds;
-  fds.reserve(sockets_.size() + 1);
-  for (int fd : socket_fds_) fds.push_back({fd, POLLIN, 0});
+  bool input_waiting = false;
+  std::vector<pollfd> fds(links_.size());
+  for (std::size_t i = 0; i < links_.size(); ++i) input_waiting |= links_[i]->prepare_wait(fds[i]);
   if (stop_fd >= 0) fds.push_back({stop_fd, POLLIN, 0});
   int rc = ::poll(fds.data(), fds.size(), input_waiting ? 0 : static_cast<int>(wait));
   if (rc < 0 && errno != EINTR) log::error("poll: ", std::strerror(errno));
   if (stop_fd >= 0 && rc > 0 && (fds.back().revents & POLLIN)) return false;
 
   now = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < sockets_.size(); ++i) {
-    if (!pending_[i] && !(rc > 0 && (fds[i].revents & POLLIN))) continue;
-    pending_[i] = receive_from(i, now);
+  for (std::size_t i = 0; i < links_.size(); ++i) {
+    DispatchSink sink(dispatcher_, i, now);
+    links_[i]->service(rc > 0 ? fds[i].revents : 0, config_.max_receive_batch, sink, now);
   }
   dispatcher_.tick(now);
   dispatcher_.flush(now, [this](std::size_t g, std::vector<std::string>& bodies) { send_batch(g, bodies); });
@@ -267,7 +193,7 @@ bool Worker::drain(int stop_fd) {
 }
 
 void Worker::close() {
-  if (sockets_.empty()) return;
+  if (links_.empty()) return;
   auto now = std::chrono::steady_clock::now();
   if (!dispatcher_.draining()) dispatcher_.start_drain(now);  // at least tell them (BYE)
   dispatcher_.flush(now, [this](std::size_t g, std::vector<std::string>& bodies) { send_batch(g, bodies); });
@@ -280,9 +206,10 @@ void Worker::close() {
             " outbox_drops=", c.outbox_drops, " forgotten=", c.forgotten, " handed_off=", c.handed_off,
             " revived=", c.revived, " purged_stale=", c.purged_stale, " purged_lost=", c.purged_lost,
             " sent_messages=", counters_.messages_sent, " send_eagain=", counters_.send_eagain,
-            " bodies_dropped=", counters_.bodies_dropped);
-  for (void* socket : sockets_) zmq_close(socket);  // linger bounds how long BYE may take
-  sockets_.clear();
+            " bodies_dropped=", counters_.bodies_dropped, " link_connects=", counters_.connects,
+            " link_drops=", counters_.disconnects, " lost_on_link_drop=", counters_.lost_on_disconnect);
+  for (auto& link : links_) link->close(config_.linger_ms);  // linger bounds how long BYE may take
+  links_.clear();
   if (own_context_ && context_) {
     zmq_ctx_term(context_);
     context_ = nullptr;

@@ -1,28 +1,20 @@
-// The worker's ZeroMQ shell: one DEALER per gateway, one poll() loop on one thread,
-// everything else delegated to the pure Dispatcher. Each loop iteration reads a bounded batch
-// from every gateway, runs the timers, and sends each gateway's outbox as ONE multipart message
-// (one body per frame). Sends never block: EAGAIN (high-water mark, no connection) is counted.
-// The loop waits on the sockets' ZMQ_FDs itself rather than in zmq_poll, which spends four
-// system calls per wait on checks this loop can skip (see step()).
+// The worker's I/O shell: one pool link per gateway (pool_link.hpp), one poll() loop on one
+// thread, everything else delegated to the pure Dispatcher. Each loop iteration reads a bounded
+// batch from every gateway, runs the timers, and sends each gateway's outbox as ONE multipart
+// message (one body per frame). Sends never block: refusals (high-water mark, no connection)
+// are counted.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "backend/app.hpp"
 #include "backend/runtime/backend_config.hpp"
 #include "backend/runtime/dispatcher.hpp"
+#include "backend/runtime/pool_link.hpp"
 
 namespace sb::backend {
-
-struct ShellCounters {
-  std::uint64_t messages_received = 0;  // ZeroMQ messages (each one or more bodies)
-  std::uint64_t messages_sent = 0;
-  std::uint64_t send_eagain = 0;        // whole message refused: HWM reached or no connection
-  std::uint64_t bodies_dropped = 0;     // bodies in refused messages
-  std::uint64_t send_errors = 0;        // other zmq_send failures
-  std::uint64_t receive_errors = 0;
-};
 
 class Worker {
  public:
@@ -56,23 +48,15 @@ class Worker {
 
  private:
   void send_batch(std::size_t gateway, std::vector<std::string>& bodies);
-  // Receives until EAGAIN or the batch limit; returns true if input may be left.
-  bool receive_from(std::size_t gateway, SteadyTime now);
 
   BackendConfig config_;
   std::string worker_id_;
   Dispatcher dispatcher_;
-  void* context_ = nullptr;
+  void* context_ = nullptr;  // libzmq links only
   bool own_context_ = false;
-  std::vector<void*> sockets_;
-  std::vector<int> socket_fds_;  // ZMQ_FD of each socket
-  // Per socket (loop thread only): input may be waiting without ZMQ_FD firing (batch limit hit,
-  // or a send took the edge); settled = the last call left ZMQ_FD armed (recv EAGAIN, or
-  // ZMQ_EVENTS without POLLIN), so the loop may block on it.
-  std::vector<char> pending_;
-  std::vector<char> settled_;
+  ShellCounters counters_;  // before links_: they count into it
+  std::vector<std::unique_ptr<PoolLink>> links_;  // one per gateway, in config order
   bool started_ = false;
-  ShellCounters counters_;
 };
 
 }  // namespace sb::backend
