@@ -67,7 +67,10 @@ bool parse_target(const std::string& endpoint, Target& out, std::string& error) 
     error = "bad tcp:// endpoint '" + endpoint + "': a worker connects, '*' is for binding";
     return false;
   }
-  if (!std::all_of(out.port.begin(), out.port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+  // At most 5 digits before converting: std::stol throws std::out_of_range on a longer number
+  // ("tcp://h:99999999999999999999" passes the option parser and would escape Worker::open).
+  if (out.port.size() > 5 ||
+      !std::all_of(out.port.begin(), out.port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
       std::stol(out.port) < 1 || std::stol(out.port) > 65535) {
     error = "bad tcp:// endpoint '" + endpoint + "': port must be 1..65535";
     return false;
@@ -171,7 +174,9 @@ class ZmtpLink final : public PoolLink {
       }
     } else {
       addrinfo hints{};
-      hints.ai_family = AF_UNSPEC;
+      // IPv4 unless the host is an IPv6 literal, as libzmq without ZMQ_IPV6: a name that
+      // resolves to ::1 first must still reach a gateway bound to 0.0.0.0.
+      hints.ai_family = target_.host.find(':') != std::string::npos ? AF_INET6 : AF_INET;
       hints.ai_socktype = SOCK_STREAM;
       addrinfo* found = nullptr;
       int rc = ::getaddrinfo(target_.host.c_str(), target_.port.c_str(), &hints, &found);
@@ -250,8 +255,10 @@ class ZmtpLink final : public PoolLink {
       ++counters_.disconnects;
       counters_.lost_on_disconnect += message_ends_.size();
     }
-    if (protocol_error)
+    if (protocol_error) {
+      ++counters_.receive_errors;
       log::warn("dropping the link to gateway ", endpoint_, ": ", why);
+    }
     else
       log::info("link to gateway ", endpoint_, " lost: ", why, "; reconnecting");
     ::close(fd_);
@@ -306,7 +313,6 @@ class ZmtpLink final : public PoolLink {
       auto status = decoder_.next(frame);
       if (status == zmtp::Decoder::Status::error) {
         drop(now, decoder_.error(), true);
-        ++counters_.receive_errors;
         return;
       }
       if (status == zmtp::Decoder::Status::greeting) continue;
@@ -317,7 +323,6 @@ class ZmtpLink final : public PoolLink {
         }
         if (state_ != State::ready) {
           drop(now, "a message before the handshake finished", true);
-          ++counters_.receive_errors;
           return;
         }
         sink.body(frame.body);
