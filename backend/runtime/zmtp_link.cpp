@@ -19,7 +19,7 @@
 #include <random>
 
 #include "backend/runtime/pool_link.hpp"
-#include "backend/runtime/zmtp_codec.hpp"
+#include "common/zmtp_codec.hpp"
 #include "common/log.hpp"
 
 namespace sb::backend {
@@ -84,7 +84,7 @@ class ZmtpLink final : public PoolLink {
            ShellCounters& counters)
       : endpoint_(std::move(endpoint)),
         target_(std::move(target)),
-        handshake_(zmtp::client_handshake("DEALER", worker_id)),
+        handshake_(zmtp::handshake("DEALER", worker_id)),
         counters_(counters),
         decoder_(static_cast<std::uint64_t>(config.max_pool_message_bytes)),
         send_hwm_(static_cast<std::size_t>(config.send_hwm)),

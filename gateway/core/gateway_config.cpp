@@ -13,6 +13,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
       ("listen", po::value(&c.listen)->default_value(c.listen), "HTTP/WebSocket address host:port")
       ("pool", po::value<std::vector<std::string>>()->default_value(c.pool, join_list(c.pool)),
        "ZeroMQ endpoints to bind for workers, tcp://HOST:PORT or ipc://PATH (repeatable, or comma-separated)")
+      ("pool-server", po::value(&c.pool_server)->default_value(c.pool_server),
+       "zmtp: the gateway's loop speaks ZeroMQ's wire protocol itself; libzmq: a libzmq ROUTER")
       ("gateway-id", po::value(&c.gateway_id), "id put in every WSID ([A-Za-z0-9_-], 1-32); default gw-<port>")
       ("reuse-port", po::value(&c.reuse_port)->default_value(c.reuse_port)->implicit_value(true),
        "share --listen with other gateway processes (SO_REUSEPORT); each needs its own --gateway-id and --pool")
@@ -82,6 +84,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
   if (c.heartbeat_ms < 10) return fail("--heartbeat-ms must be at least 10");
   if (c.ping_interval_ms != 0 && c.ping_interval_ms < 100) return fail("--ping-interval-ms must be 0 or at least 100");
   if (c.worker_dead_ms < 2 * c.heartbeat_ms) return fail("--worker-dead-ms must be at least twice --heartbeat-ms");
+  if (c.pool_server != "zmtp" && c.pool_server != "libzmq")
+    return fail("--pool-server must be zmtp or libzmq, got '" + c.pool_server + "'");
   if (c.pool_hwm <= 0) return fail("--pool-hwm must be positive");
   if (c.pool_drain_batch == 0) return fail("--pool-drain-batch must be positive");
   log::Level level;

@@ -14,6 +14,11 @@ struct GatewayConfig {
   // Endpoints the ZeroMQ ROUTER binds; workers connect to any one. tcp:// for workers anywhere;
   // ipc:// (a Unix socket) for workers on this host skips the TCP stack: S4 p50 140 -> 115 us.
   std::vector<std::string> pool = {"tcp://127.0.0.1:5555"};
+  // How the pool is served. "zmtp": the gateway's own loop speaks ZMTP 3.1 (ZeroMQ's wire
+  // protocol; workers see an ordinary ROUTER), so a message goes from the loop straight to the
+  // kernel; "libzmq": a libzmq ROUTER, which relays every message through its I/O thread (two
+  // more thread wake-ups per round trip).
+  std::string pool_server = "zmtp";
   std::string gateway_id;                        // names this gateway in every WSID; default "gw-<port>"
   // Several gateway processes on one port (SO_REUSEPORT; the kernel spreads new connections):
   // past one process's ~19 000 sockets or one core. Each needs its own --gateway-id and --pool.

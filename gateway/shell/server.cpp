@@ -2,7 +2,6 @@
 
 #include <libwebsockets.h>
 #include <ev.h>
-#include <zmq.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -28,6 +27,7 @@
 #include "gateway/core/routes.hpp"
 #include "gateway/core/size_class_pool.hpp"
 #include "gateway/core/ws_frame.hpp"
+#include "gateway/shell/pool_router.hpp"
 
 namespace sb::gateway {
 
@@ -105,13 +105,12 @@ constexpr std::string_view session_cookie = "sbsession";
 
 }  // namespace
 
-struct Server::Impl final : SocketDriver {
+struct Server::Impl final : SocketDriver, PoolRouter::Sink {
   GatewayConfig config;
   GatewayCore core;
   // libev, not libuv: lws' libev plugin keeps its watchers inside each connection's own
   // allocation, where the libuv one adds a separate ~176-byte uv_poll_t per socket (S3 memory).
   struct ev_loop* loop = nullptr;
-  ev_io pool_poll{};
   ev_prepare pool_prepare{};  // end of every loop turn, before the loop blocks
   ev_idle pool_idle{};        // runs only while pool input is left over, so the loop does not block
   ev_timer tick_timer{};
@@ -129,9 +128,8 @@ struct Server::Impl final : SocketDriver {
   bool shutting_down = false;
   int shutdown_waited_ms = 0;
   struct lws_context* context = nullptr;
-  void* zmq_context = nullptr;
-  void* router = nullptr;
-  std::vector<std::string> ipc_files;  // of the ipc:// endpoints we bound
+  std::unique_ptr<PoolRouter> pool;
+  std::int64_t receive_now_ms = 0;  // the clock for the bodies of one drain_pool()
   std::string write_buffer;  // reused for every write: LWS_PRE bytes then frames
   // Batched writes (--io-uring): one loop turn's output, sent with one system call per batch
   // of up to batch_sockets sockets.
@@ -289,28 +287,7 @@ struct Server::Impl final : SocketDriver {
 
   // --- pool ---
   void open_pool() {
-    zmq_context = zmq_ctx_new();
-    router = zmq_socket(zmq_context, ZMQ_ROUTER);
-    int one = 1;
-    int linger = config.pool_linger_ms;
-    auto max_size = static_cast<std::int64_t>(config.max_pool_message_bytes);
-    zmq_setsockopt(router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);  // unroutable sends fail, never vanish
-    zmq_setsockopt(router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);   // a restarted worker takes its id back
-    zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(router, ZMQ_SNDHWM, &config.pool_hwm, sizeof config.pool_hwm);
-    zmq_setsockopt(router, ZMQ_RCVHWM, &config.pool_hwm, sizeof config.pool_hwm);
-    zmq_setsockopt(router, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size);
-    for (const auto& endpoint : config.pool) {
-      if (zmq_bind(router, endpoint.c_str()) != 0)
-        throw std::runtime_error("cannot bind pool " + endpoint + ": " + zmq_strerror(zmq_errno()));
-      if (endpoint.rfind("ipc://", 0) == 0) ipc_files.push_back(endpoint.substr(6));
-    }
-    int fd = -1;
-    std::size_t fd_size = sizeof fd;
-    zmq_getsockopt(router, ZMQ_FD, &fd, &fd_size);
-    ev_io_init(&pool_poll, [](struct ev_loop*, ev_io* w, int) { self_of(w)->service_pool(); }, fd, EV_READ);
-    pool_poll.data = this;
-    ev_io_start(loop, &pool_poll);
+    pool = make_pool_router(config, loop, [this] { service_pool(); });
     ev_prepare_init(&pool_prepare, [](struct ev_loop*, ev_prepare* w, int) { self_of(w)->end_of_turn(); });
     pool_prepare.data = this;
     ev_prepare_start(loop, &pool_prepare);
@@ -322,21 +299,19 @@ struct Server::Impl final : SocketDriver {
     pool_idle.data = this;
   }
 
-  // Reads what the pool has (bounded per turn), then sends what the core queued.
-  // ZMQ_FD is edge-triggered: it fires when the socket's command mailbox gets something, and
-  // any zmq call may empty that mailbox. A recv that ends in EAGAIN, or ZMQ_EVENTS without
-  // POLLIN, leaves it armed again ("settled"); a send may empty it unseen, so after sending we
-  // check ZMQ_EVENTS once before the loop may block. Each such check is a system call (a
-  // poll() inside libzmq), so none is made when nothing was sent.
+  // Reads what the pool has (bounded per turn), then sends what the core queued. With
+  // libzmq's edge-triggered ZMQ_FD a send may take the edge of new input unseen, so after
+  // sending, input_unreported() is asked once before the loop may block (a system call there,
+  // so none is made when nothing was sent).
   void service_pool() {
-    if (!router) return;
+    if (!pool) return;
     std::size_t handled = 0;
     bool more = false;
     for (int round = 0; round < 4; ++round) {
       more = drain_pool(handled);
       bool sent = flush_pool();
       if (more) break;  // budget spent: the idle handle brings us back after the sockets' turn
-      if (!sent || !pool_readable()) break;  // settled: a later message fires ZMQ_FD
+      if (!sent || !pool->input_unreported()) break;  // settled: a watcher reports the next input
     }
     flush_writers();
     if (more && !idle_active) {
@@ -349,45 +324,21 @@ struct Server::Impl final : SocketDriver {
   }
 
   // End of a loop turn: the sockets' callbacks may have queued pool messages and output.
-  // ZMQ_FD was settled when the loop blocked (had it fired, its callback ran this turn), so
-  // there is nothing to receive before sending: send, then check once whether the send took
-  // the edge of a new message.
+  // The pool's watchers had their turn (had one fired, its callback ran), so there is nothing to
+  // receive before sending: send, then check once whether the send hid new input.
   void end_of_turn() {
-    if (router && flush_pool() && !idle_active && pool_readable()) service_pool();
+    if (pool && flush_pool() && !idle_active && pool->input_unreported()) service_pool();
     else flush_writers();
   }
 
-  bool pool_readable() {
-    int events = 0;
-    std::size_t size = sizeof events;
-    return zmq_getsockopt(router, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
+  // PoolRouter::Sink: every body the pool reads.
+  void pool_body(const std::string& routing_id, std::string_view body) override {
+    core.pool_message(routing_id, body, receive_now_ms);
   }
 
-  // Receives until EAGAIN (which leaves ZMQ_FD armed) or the per-turn budget is spent; returns
-  // true if input may be left.
   bool drain_pool(std::size_t& handled) {
-    std::string routing_id;
-    while (handled < config.pool_drain_batch) {
-      zmq_msg_t part;
-      zmq_msg_init(&part);
-      if (zmq_msg_recv(&part, router, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&part);
-        return false;
-      }
-      routing_id.assign(static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part));
-      bool more = zmq_msg_more(&part);
-      auto now = now_ms();
-      while (more) {
-        zmq_msg_close(&part);
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, router, ZMQ_DONTWAIT) < 0) break;
-        more = zmq_msg_more(&part);
-        core.pool_message(routing_id, {static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part)}, now);
-      }
-      zmq_msg_close(&part);
-      ++handled;
-    }
-    return true;
+    receive_now_ms = now_ms();
+    return pool->receive(handled, config.pool_drain_batch, *this);
   }
 
   // Sends what the core queued; returns true if anything was handed to ZeroMQ.
@@ -396,23 +347,16 @@ struct Server::Impl final : SocketDriver {
     std::vector<std::string> unreachable;
     for (auto& [routing_id, bodies] : core.outbox()) {
       if (bodies.empty()) continue;
-      if (zmq_send(router, routing_id.data(), routing_id.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        int err = zmq_errno();
+      auto result = pool->send(routing_id, bodies);
+      if (result != PoolRouter::Send::sent) {
         pool_send_dropped += bodies.size();
-        if (err == EHOSTUNREACH) {
+        if (result == PoolRouter::Send::unreachable) {
           unreachable.push_back(routing_id);
           log::warn("worker '", routing_id, "' unreachable: ", bodies.size(), " pool messages dropped");
         } else {
-          log::warn("pool send to '", routing_id, "' failed (", zmq_strerror(err), "): ", bodies.size(),
+          log::warn("pool send to '", routing_id, "' refused (high-water mark): ", bodies.size(),
                     " pool messages dropped");
         }
-        bodies.clear();
-        continue;
-      }
-      for (std::size_t i = 0; i < bodies.size(); ++i) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < bodies.size() ? ZMQ_SNDMORE : 0);
-        // After the routing frame is accepted, ZeroMQ takes the rest of the message atomically.
-        zmq_send(router, bodies[i].data(), bodies[i].size(), flags);
       }
       bodies.clear();
     }
@@ -868,11 +812,11 @@ struct Server::Impl final : SocketDriver {
       lws_context_destroy(c);
     }
     flush_pool();
+    pool->close(config.pool_linger_ms);  // its watchers too
     // With no watcher left active, ev_run returns.
     ev_timer_stop(loop, &tick_timer);
     ev_signal_stop(loop, &sigint);
     ev_signal_stop(loop, &sigterm);
-    ev_io_stop(loop, &pool_poll);
     ev_prepare_stop(loop, &pool_prepare);
     ev_idle_stop(loop, &pool_idle);
   }
@@ -881,11 +825,7 @@ struct Server::Impl final : SocketDriver {
 Server::Server(const GatewayConfig& config) : impl_(std::make_unique<Impl>(config)) {}
 
 Server::~Server() {
-  if (impl_->router) zmq_close(impl_->router);
-  if (impl_->zmq_context) zmq_ctx_term(impl_->zmq_context);
-  // libzmq 4.3.4 leaves a bound ipc:// socket file behind; remove ours (the next bind would
-  // replace it anyway, but a stopped gateway should not look like a running one).
-  for (const auto& file : impl_->ipc_files) ::unlink(file.c_str());
+  if (impl_->pool) impl_->pool->close(impl_->config.pool_linger_ms);
 }
 
 static void use_pooled_allocator_for_lws() {

@@ -26,9 +26,10 @@
 #include <vector>
 
 #include "backend/runtime/pool_link.hpp"
-#include "backend/runtime/zmtp_codec.hpp"
+#include "common/zmtp_codec.hpp"
 
 using namespace sb::backend;
+namespace zmtp = sb::zmtp;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -459,7 +460,7 @@ struct RawRig {
   ShellCounters counters;
   Sink sink;
   std::unique_ptr<PoolLink> link;
-  const std::string handshake = zmtp::client_handshake("DEALER", worker_id);
+  const std::string handshake = zmtp::handshake("DEALER", worker_id);
 
   RawRig() {
     config.reconnect_ms = 10;
@@ -494,7 +495,7 @@ struct RawRig {
 // Codec
 
 TEST_CASE("zmtp codec: client_handshake is a 3.1 NULL greeting then READY(Socket-Type, Identity)") {
-  auto hs = zmtp::client_handshake("DEALER", "w-test-1");
+  auto hs = zmtp::handshake("DEALER", "w-test-1");
   REQUIRE(hs.size() > zmtp::greeting_size);
   CHECK(static_cast<unsigned char>(hs[0]) == 0xff);
   CHECK(hs.substr(1, 8) == std::string(8, '\0'));

@@ -1,19 +1,20 @@
-// ZMTP 3.1 (rfc.zeromq.org/spec/37), the NULL mechanism, as a DEALER sees it: the bytes a
-// worker sends to the gateway's libzmq ROUTER and an incremental parser for what comes back.
-// Pure: no sockets, so every branch is tested with plain strings.
+// ZMTP 3.1 (rfc.zeromq.org/spec/37), ZeroMQ's wire protocol, with the NULL mechanism: the
+// handshake, frames, commands and an incremental parser. The worker's DEALER link and the
+// gateway's ROUTER both speak it on their own loops. Pure: no sockets, so every branch is
+// tested with plain strings.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace sb::backend::zmtp {
+namespace sb::zmtp {
 
 constexpr std::size_t greeting_size = 64;
 
 // Our greeting (version 3.1, NULL, not as-server) followed by the READY command that names our
-// socket type and routing id: everything a client sends before its first message.
-std::string client_handshake(std::string_view socket_type, std::string_view routing_id);
+// socket type and, unless empty, our routing id: everything a peer sends before its first message.
+std::string handshake(std::string_view socket_type, std::string_view routing_id);
 
 // Appends one frame (MORE set unless it is the message's last).
 void append_frame(std::string& out, std::string_view body, bool more);
@@ -61,4 +62,4 @@ class Decoder {
   std::string error_;
 };
 
-}  // namespace sb::backend::zmtp
+}  // namespace sb::zmtp

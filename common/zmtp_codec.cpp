@@ -1,9 +1,9 @@
-#include "backend/runtime/zmtp_codec.hpp"
+#include "common/zmtp_codec.hpp"
 
 #include <algorithm>
 #include <cstring>
 
-namespace sb::backend::zmtp {
+namespace sb::zmtp {
 namespace {
 
 constexpr unsigned char flag_more = 0x01;
@@ -34,7 +34,7 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-std::string client_handshake(std::string_view socket_type, std::string_view routing_id) {
+std::string handshake(std::string_view socket_type, std::string_view routing_id) {
   std::string out(greeting_size, '\0');
   out[0] = static_cast<char>(0xff);  // signature: 0xff, 8 bytes of padding, 0x7f
   out[9] = 0x7f;
@@ -51,7 +51,7 @@ std::string client_handshake(std::string_view socket_type, std::string_view rout
     ready += value;
   };
   property("Socket-Type", socket_type);
-  property("Identity", routing_id);  // the ROUTER addresses us by this, across reconnects
+  if (!routing_id.empty()) property("Identity", routing_id);  // a ROUTER addresses us by this, across reconnects
   append_header(out, flag_command, ready.size());
   out += ready;
   return out;
@@ -157,4 +157,4 @@ Decoder::Status Decoder::next(Frame& out) {
   return Status::frame;
 }
 
-}  // namespace sb::backend::zmtp
+}  // namespace sb::zmtp
