@@ -213,7 +213,8 @@ lines.push(`Reproduce: \`${meta.command}\` (bench flags: \`${meta.bench_args.tri
 lines.push('Everything ran on this one 2-core machine over loopback, one target after the other, the load generator ' +
   '(`switchboard-bench`, one thread) included: absolute numbers drift from run to run, ratios hold better. ' +
   `CPU placement: ${meta.placement ?? 'not pinned'}. ` +
-  `Switchboard's pool (gateway to workers): ${meta.pool === 'ipc' ? 'ZeroMQ over a Unix socket (ipc://), as for workers on the gateway\'s host' : 'ZeroMQ over loopback TCP'}. ` +
+  `Switchboard's pool (gateway to workers): ${meta.pool === 'ipc' ? 'ZeroMQ over a Unix socket (ipc://), as for workers on the gateway\'s host' : 'ZeroMQ over loopback TCP'}` +
+  `${meta.pool_server ? `, served by ${meta.pool_server === 'zmtp' ? 'the gateway\'s own ZMTP on its loop' : 'a libzmq ROUTER'} and ${meta.pool_client === 'zmtp' ? 'the workers\' own ZMTP on theirs' : 'libzmq DEALERs'}` : ''}. ` +
   `Loopback netfilter: ${meta.netfilter ?? 'not recorded'}${/\bnat\b/.test(meta.netfilter ?? '') ? ' (the nat table puts connection tracking on every loopback packet: a few per cent slower)' : ''}. ` +
   'CPU-µs per message is the CPU time of the whole system under test (gateway + workers; Node process; ' +
   'Pushpin\'s condure + zurl + proxy + handler + the GRIP origin) divided by messages delivered. ' +
@@ -269,10 +270,11 @@ if (hostRuns.length) {
   lines.push('## This machine, with no target running');
   lines.push('');
   lines.push('How promptly this VM runs a thread (`switchboard-bench --scenario host`): one thread waking another through ' +
-    'an eventfd every 1 ms, as the gateway\'s loop wakes its ZeroMQ I/O thread; a thread sleeping 1 ms at a time (how late ' +
-    'its timer wakes it); a thread that never sleeps (how much of its time the CPU is taken away). Every tail latency ' +
-    'above sits on these: one round trip through Switchboard wakes a sleeping thread up to eight times (bench → gateway ' +
-    'loop → its I/O thread → the worker\'s I/O thread → worker, and back), through Node twice.');
+    'an eventfd every 1 ms (a hand-off, as when a message wakes the next loop on its path); a thread sleeping 1 ms at a ' +
+    'time (how late its timer wakes it); a thread that never sleeps (how much of its time the CPU is taken away). Every ' +
+    'tail latency above sits on these: one round trip through Switchboard wakes a sleeping thread up to four times ' +
+    '(bench → gateway loop → worker, and back; both speak ZMTP on their own loops, no libzmq I/O threads), through ' +
+    'Node twice.');
   lines.push('');
   const q = (l) => `${num(l?.p50_us)} / ${num(l?.p99_us)} / ${num(l?.p999_us)} / ${num(l?.max_us)}`;
   lines.push(table(['when', 'hand-off µs p50 / p99 / p99.9 / max', '1 ms sleep, late by µs p50 / p99 / p99.9 / max',

@@ -50,6 +50,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 pool_transport=${SB_BENCH_POOL:-ipc}
+# Who speaks ZMTP on both ends of the pool: the gateway's and workers' own loops (zmtp, the
+# default) or libzmq sockets (SB_BENCH_POOL_IMPL=libzmq, as before 2026-11-23's change).
+pool_impl=${SB_BENCH_POOL_IMPL:-zmtp}
 [[ $pool_transport =~ ^(ipc|tcp)$ ]] || { echo "run.sh: SB_BENCH_POOL must be ipc or tcp, got '$pool_transport'" >&2; exit 2; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds needs a positive integer, got '$rounds'" >&2; exit 2; }
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -213,10 +216,10 @@ bench_target() {  # target, scenario list, suffix of the JSON file
       if [ "$pool_transport" = ipc ]; then pool="ipc://$work/$target.pool"; else pool="tcp://127.0.0.1:$pool"; fi
       local g b
       start_group "$target-gateway" "$gateway_bin" --listen "127.0.0.1:$http" --pool "$pool" \
-            --gateway-id bench --max-sockets 19500 --log-level warn
+            --gateway-id bench --max-sockets 19500 --log-level warn --pool-server "$pool_impl"
       g=$started_pid
       start_group "$target-backend" "$backend_bin" --gateway "$pool" --workers "$workers" \
-            --store "sqlite:$work/$target.db" --log-level warn
+            --store "sqlite:$work/$target.db" --log-level warn --pool-client "$pool_impl"
       b=$started_pid
       wait_http "http://127.0.0.1:$http/healthz" "\"workers\":$workers" 30 || { log "$target did not start"; return 1; }
       pids="$g,$b"; gw_pids=$g; url=ws://127.0.0.1:$http ;;
@@ -282,7 +285,7 @@ probe_host host-after.json
 cat >"$out/meta.json" <<EOF
 {"date":"$stamp","mode":"$mode","commit":"$commit","tree_dirty":$([ -n "$dirty" ] && echo true || echo false),
  "command":"bench/run.sh --$mode$([ "$rounds" -gt 1 ] && echo " --rounds $rounds") --targets $targets$([ $pin -eq 1 ] && echo " --pin")","rounds":$rounds,
- "placement":"$placement","pool":"$pool_transport","netfilter":"$netfilter","seconds":$(( $(date -u +%s) - started )),
+ "placement":"$placement","pool":"$pool_transport","pool_server":"$pool_impl","pool_client":"$pool_impl","netfilter":"$netfilter","seconds":$(( $(date -u +%s) - started )),
  "machine":{"cores":$(nproc),"kernel":"$(uname -r)","memory_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo)},
  "load_before":"$load_before","load_after":"$(cut -d' ' -f1-3 /proc/loadavg)",
  "bench_args":"$(printf '%s ' "${sizes[@]}" "${extra[@]}")"}

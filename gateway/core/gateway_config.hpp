@@ -52,7 +52,7 @@ struct GatewayConfig {
   std::uint32_t ping_interval_ms = 30000;
   std::uint32_t worker_dead_ms = 3000;           // 3 missed heartbeats = dead
   std::size_t max_pool_message_bytes = 16u << 20;  // ZMQ_MAXMSGSIZE: a rogue worker cannot make us allocate more
-  int pool_hwm = 100000;                         // ZMQ high-water mark (messages) per peer, both ways
+  int pool_hwm = 100000;                         // messages waiting to be sent per worker (libzmq: both ways)
   int pool_linger_ms = 200;                      // do not hang on exit with unsent pool messages
   std::size_t pool_drain_batch = 2048;           // pool messages handled per loop turn before yielding to sockets
   std::size_t max_unacked_bytes = 256 * 1024;    // per socket: client reads pause past this until workers ACK

@@ -75,6 +75,7 @@ class LibzmqRouter final : public PoolRouter {
   }
 
   Send send(std::string_view routing_id, const std::vector<std::string>& bodies) override {
+    if (bodies.empty()) return Send::sent;  // a lone routing frame would swallow the next message
     if (zmq_send(router_, routing_id.data(), routing_id.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
       return zmq_errno() == EHOSTUNREACH ? Send::unreachable : Send::full;
     for (std::size_t i = 0; i < bodies.size(); ++i) {

@@ -427,6 +427,12 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
         {"pool_decode_errors", c.pool_decode_errors},
         {"pool_unexpected", c.pool_unexpected},
         {"pool_send_dropped", pool_send_dropped},
+        {"pool_connects", pool->counters().connects},  // the ZMTP router's (0 with --pool-server libzmq)
+        {"pool_disconnects", pool->counters().disconnects},
+        {"pool_handovers", pool->counters().handovers},
+        {"pool_protocol_errors", pool->counters().protocol_errors},
+        {"pool_lost_on_disconnect", pool->counters().lost_on_disconnect},
+        {"pool_accept_failures", pool->counters().accept_failures},
         {"writes_batched", writes_batched},
         {"writes_handed_to_lws", writes_handed_to_lws},
         {"sndbuf_failures", sndbuf_failures},  // --socket-send-buffer-bytes not applied

@@ -28,6 +28,7 @@ namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
 constexpr int listen_backlog = 128;
+constexpr std::size_t max_pong_backlog = 64 * 1024;  // unsent bytes past which PINGs go unanswered
 
 class ZmtpRouter;
 
@@ -56,6 +57,7 @@ struct Listener {
   ZmtpRouter* owner = nullptr;
   int fd = -1;
   ev_io watcher{};
+  ev_timer pause{};  // out of descriptors: accepting resumes after it, instead of spinning
   std::string endpoint;
   std::string ipc_file;  // removed at close
 };
@@ -98,17 +100,15 @@ int bind_endpoint(const std::string& endpoint, std::string& ipc_file) {
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   if (port == "*") port = "0";
   addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
+  // IPv4 unless the host is an IPv6 literal, as libzmq without ZMQ_IPV6 (and as the workers
+  // connect): a name that resolves to ::1 first must not leave IPv4 workers outside.
+  hints.ai_family = host.find(':') != std::string::npos ? AF_INET6 : AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* found = nullptr;
   int rc = ::getaddrinfo(host == "*" ? nullptr : host.c_str(), port.c_str(), &hints, &found);
   if (rc != 0 || !found) fail(gai_strerror(rc));
-  // "*" means every IPv4 address, as in libzmq without ZMQ_IPV6.
-  addrinfo* pick = found;
-  if (host == "*")
-    for (addrinfo* a = found; a; a = a->ai_next)
-      if (a->ai_family == AF_INET) pick = a;
+  addrinfo* pick = found;  // "*": 0.0.0.0, every IPv4 address, as in libzmq
   int fd = ::socket(pick->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     ::freeaddrinfo(found);
@@ -146,6 +146,11 @@ class ZmtpRouter final : public PoolRouter {
         }, listener->fd, EV_READ);
         listener->watcher.data = listener.get();
         ev_io_start(loop_, &listener->watcher);
+        ev_timer_init(&listener->pause, [](struct ev_loop* loop, ev_timer* w, int) {
+          auto* l = static_cast<Listener*>(w->data);
+          ev_io_start(loop, &l->watcher);
+        }, 0.1, 0.);
+        listener->pause.data = listener.get();
         listeners_.push_back(std::move(listener));
       }
     } catch (...) {
@@ -159,17 +164,20 @@ class ZmtpRouter final : public PoolRouter {
   bool receive(std::size_t& handled, std::size_t budget, Sink& sink) override {
     std::vector<Peer*> batch;
     batch.swap(readable_);
+    Peer* cut_off = nullptr;  // the peer whose input outlasted the budget (at most one per call)
     for (Peer* peer : batch) {
       peer->listed = false;
       if (peer->dead) continue;
-      // Past the budget a peer stays listed only for input already parsed; unread input keeps
-      // its (level-triggered) watcher firing.
+      // Past the budget a peer keeps its place, ahead of the one the budget cut off: a worker
+      // with more input than one budget must not keep the others (and their heartbeats) waiting
+      // until it runs dry. libzmq's ROUTER fair-queues its peers too.
       if (handled >= budget) {
-        if (peer->pending) list(*peer);
+        list(*peer);
         continue;
       }
-      if (read_in(*peer, handled, budget, sink)) list(*peer);  // input left: first next time
+      if (read_in(*peer, handled, budget, sink)) cut_off = peer;  // input left: behind the rest
     }
+    if (cut_off) list(*cut_off);
     bury();
     return !readable_.empty();
   }
@@ -207,6 +215,7 @@ class ZmtpRouter final : public PoolRouter {
     readable_.clear();
     for (auto& listener : listeners_) {
       ev_io_stop(loop_, &listener->watcher);
+      ev_timer_stop(loop_, &listener->pause);
       ::close(listener->fd);
       if (!listener->ipc_file.empty()) ::unlink(listener->ipc_file.c_str());
     }
@@ -225,7 +234,10 @@ class ZmtpRouter final : public PoolRouter {
         if (log::worth_logging(counters_.accept_failures))
           log::warn("pool accept on ", listener.endpoint, " failed: ", std::strerror(errno), " (",
                     counters_.accept_failures, " so far)");
-        return;  // EMFILE and kin: the listener stays readable, the next turn tries again
+        // EMFILE and kin: the listener stays readable; pause so the loop does not spin on it.
+        ev_io_stop(loop_, &listener.watcher);
+        ev_timer_start(loop_, &listener.pause);
+        return;
       }
       if (listener.ipc_file.empty() && listener.endpoint.rfind("tcp://", 0) == 0) {
         int one = 1;  // small messages must not wait for Nagle (libzmq sets it too)
@@ -346,8 +358,9 @@ class ZmtpRouter final : public PoolRouter {
       log::debug("pool: ", peer.name, " connected");
       return true;
     }
-    if (command.name == "PING" && command.data.size() >= 2) {
-      // ZMTP 3.1 heartbeat: answer with the context the peer sent after its TTL.
+    // ZMTP 3.1 heartbeat: answer with the context the peer sent after its TTL, unless the peer
+    // is not reading what we send (a PING flood must not grow our buffer without bound).
+    if (command.name == "PING" && command.data.size() >= 2 && peer.unwritten() < max_pong_backlog) {
       zmtp::append_command(peer.out, "PONG", command.data.substr(2));
       if (!ev_is_active(&peer.writer)) return write_out(peer);
     }
