@@ -37,6 +37,7 @@ constexpr Range ranges[] = {
     {"stop-grace-ms", &BackendConfig::stop_grace_ms, 0, 600'000},
     {"gateway-lease-ms", &BackendConfig::gateway_lease_ms, 30, 86'400'000},
     {"drain-timeout-ms", &BackendConfig::drain_timeout_ms, 0, 600'000},
+    {"handshake-timeout-ms", &BackendConfig::handshake_timeout_ms, 10, 600'000},
 };
 
 }  // namespace
@@ -112,6 +113,7 @@ ParseOutcome<BackendConfig> parse_backend_options(const std::vector<std::string>
   add_range(ranges[12], "time children get after SIGTERM before SIGKILL (ms)");
   add_range(ranges[13], "a gateway silent this long is given up: its sockets are closed and leave the store (ms)");
   add_range(ranges[14], "SIGTERM: longest wait for the gateways to take our sockets before exiting (ms)");
+  add_range(ranges[15], "a pool connection must finish its ZMTP handshake within this (ms)");
 
   ParseOutcome<BackendConfig> outcome;
   auto raw = parse_layers("switchboard-backend",

@@ -46,6 +46,9 @@ struct BackendConfig {
   // connection attempt now and then, not a storm; a restarted one is re-joined on its own.
   std::int64_t reconnect_ms = 1000;
   std::int64_t reconnect_max_ms = 32000;
+  // A pool connection not handshaken by then is dropped and tried again (libzmq's
+  // ZMQ_HANDSHAKE_IVL default): a gateway that accepts but never answers cannot hold the link.
+  std::int64_t handshake_timeout_ms = 30000;
   // Finite linger: shutdown may spend at most this long flushing (default zmq linger is forever).
   std::int64_t linger_ms = 500;
   // SIGTERM: BYE to the gateways, keep serving until each answers BYE (its sockets moved to

@@ -91,6 +91,7 @@ class ZmtpLink final : public PoolLink {
         reconnect_ivl_(config.reconnect_ms),
         reconnect_max_(config.reconnect_max_ms),
         current_ivl_(config.reconnect_ms),
+        handshake_timeout_(config.handshake_timeout_ms),
         jitter_(std::random_device{}()) {}
 
   ~ZmtpLink() override {
@@ -111,6 +112,10 @@ class ZmtpLink final : public PoolLink {
       if (now >= reconnect_at_) connect(now);
       return;
     }
+    if (state_ != State::ready && now >= handshake_deadline_) {
+      drop(now, "no ZMTP handshake within " + std::to_string(handshake_timeout_.count()) + " ms", true);
+      return;
+    }
     if (state_ == State::connecting) {
       if (revents & (POLLOUT | POLLERR | POLLHUP)) finish_connect(now);
       return;
@@ -123,7 +128,10 @@ class ZmtpLink final : public PoolLink {
     if (pending_ || (revents & POLLIN)) read_in(max_messages, sink, now);
   }
 
-  SteadyTime deadline() const override { return fd_ < 0 ? reconnect_at_ : SteadyTime::max(); }
+  SteadyTime deadline() const override {
+    if (fd_ < 0) return reconnect_at_;
+    return state_ == State::ready ? SteadyTime::max() : handshake_deadline_;
+  }
 
   Send send(const std::string* bodies, std::size_t count, std::string&) override {
     if (state_ != State::ready || message_ends_.size() >= send_hwm_) return Send::refused;
@@ -191,6 +199,7 @@ class ZmtpLink final : public PoolLink {
       ::freeaddrinfo(found);
     }
     fd_ = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    handshake_deadline_ = now + handshake_timeout_;
     if (fd_ < 0) {
       log::error("socket() for gateway ", endpoint_, ": ", std::strerror(errno), "; retrying");
       schedule_reconnect(now);
@@ -394,11 +403,13 @@ class ZmtpLink final : public PoolLink {
   std::int64_t reconnect_ivl_;
   std::int64_t reconnect_max_;
   std::int64_t current_ivl_;
+  milliseconds handshake_timeout_;
   std::mt19937 jitter_;
 
   int fd_ = -1;
   State state_ = State::idle;
   SteadyTime reconnect_at_ = SteadyTime::max();
+  SteadyTime handshake_deadline_ = SteadyTime::max();  // while connecting or handshaking
   std::string out_;                       // bytes queued for the kernel
   std::size_t out_start_ = 0;             // first of them not yet written
   std::deque<std::size_t> message_ends_;  // end offset in out_ of each queued message (SNDHWM)

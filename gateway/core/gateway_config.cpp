@@ -39,6 +39,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
       ("max-pool-message-bytes", po::value(&c.max_pool_message_bytes)->default_value(c.max_pool_message_bytes),
        "largest pool message accepted from a worker")
       ("pool-hwm", po::value(&c.pool_hwm)->default_value(c.pool_hwm), "ZeroMQ high-water mark per worker")
+      ("pool-handshake-timeout-ms", po::value(&c.pool_handshake_timeout_ms)->default_value(c.pool_handshake_timeout_ms),
+       "a worker's pool connection must finish its ZMTP handshake within this (ms)")
       ("pool-drain-batch", po::value(&c.pool_drain_batch)->default_value(c.pool_drain_batch),
        "pool messages handled per loop turn before the sockets get their turn")
       ("log-level", po::value(&c.log_level)->default_value(c.log_level), "debug, info, warn or error");
@@ -87,6 +89,7 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
   if (c.pool_server != "zmtp" && c.pool_server != "libzmq")
     return fail("--pool-server must be zmtp or libzmq, got '" + c.pool_server + "'");
   if (c.pool_hwm <= 0) return fail("--pool-hwm must be positive");
+  if (c.pool_handshake_timeout_ms < 10) return fail("--pool-handshake-timeout-ms must be at least 10");
   if (c.pool_drain_batch == 0) return fail("--pool-drain-batch must be positive");
   log::Level level;
   if (!log::parse_level(c.log_level, level)) return fail("--log-level must be debug, info, warn or error");

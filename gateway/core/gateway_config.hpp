@@ -54,6 +54,9 @@ struct GatewayConfig {
   std::size_t max_pool_message_bytes = 16u << 20;  // ZMQ_MAXMSGSIZE: a rogue worker cannot make us allocate more
   int pool_hwm = 100000;                         // messages waiting to be sent per worker (libzmq: both ways)
   int pool_linger_ms = 200;                      // do not hang on exit with unsent pool messages
+  // A worker's connection that has not finished its ZMTP handshake by then is dropped (libzmq's
+  // ZMQ_HANDSHAKE_IVL default), so silent connections cannot pile up on the pool port.
+  std::uint32_t pool_handshake_timeout_ms = 30000;
   std::size_t pool_drain_batch = 2048;           // pool messages handled per loop turn before yielding to sockets
   std::size_t max_unacked_bytes = 256 * 1024;    // per socket: client reads pause past this until workers ACK
   std::size_t max_unacked_events = 256;          // same, counted in events

@@ -39,6 +39,7 @@ struct Peer {
   ev_io reader{};
   ev_io writer{};  // active only while the kernel refused part of `out`
   bool ready = false;    // handshake done, `routing_id` is in the routing table
+  ev_tstamp accepted_at = 0;
   bool dead = false;     // dropped; deleted once no list refers to it
   bool listed = false;   // in ZmtpRouter::readable_
   bool pending = false;  // parsed input left over after a budget ran out
@@ -133,7 +134,8 @@ class ZmtpRouter final : public PoolRouter {
         on_input_(std::move(on_input)),
         handshake_(zmtp::handshake("ROUTER", "")),
         max_frame_(config.max_pool_message_bytes),
-        send_hwm_(static_cast<std::size_t>(std::max(1, config.pool_hwm))) {
+        send_hwm_(static_cast<std::size_t>(std::max(1, config.pool_hwm))),
+        handshake_timeout_s_(config.pool_handshake_timeout_ms / 1000.) {
     try {
       for (const auto& endpoint : config.pool) {
         auto listener = std::make_unique<Listener>();
@@ -157,6 +159,15 @@ class ZmtpRouter final : public PoolRouter {
       close(0);
       throw;
     }
+    ev_check_init(&service_, [](struct ev_loop*, ev_check* w, int) { static_cast<ZmtpRouter*>(w->data)->on_input_(); });
+    // Lowest priority: it runs after the turn's socket callbacks, which are at the default.
+    ev_set_priority(&service_, EV_MINPRI);
+    service_.data = this;
+    ev_timer_init(&handshake_check_, [](struct ev_loop*, ev_timer* w, int) {
+      static_cast<ZmtpRouter*>(w->data)->drop_slow_handshakes();
+    }, 0., std::min(1., handshake_timeout_s_ / 2));
+    handshake_check_.data = this;
+    ev_timer_start(loop_, &handshake_check_);
   }
 
   ~ZmtpRouter() override { close(0); }
@@ -220,6 +231,8 @@ class ZmtpRouter final : public PoolRouter {
       if (!listener->ipc_file.empty()) ::unlink(listener->ipc_file.c_str());
     }
     listeners_.clear();
+    ev_timer_stop(loop_, &handshake_check_);
+    ev_clear_pending(loop_, &service_);
   }
 
   const PoolRouterCounters& counters() const override { return counters_; }
@@ -258,6 +271,7 @@ class ZmtpRouter final : public PoolRouter {
       }, fd, EV_WRITE);
       peer->reader.data = peer->writer.data = peer.get();
       ev_io_start(loop_, &peer->reader);
+      peer->accepted_at = ev_now(loop_);
       peer->out = handshake_;
       Peer& p = *peer;
       peers_.emplace(&p, std::move(peer));
@@ -266,15 +280,28 @@ class ZmtpRouter final : public PoolRouter {
   }
 
  private:
+  void drop_slow_handshakes() {
+    auto now = ev_now(loop_);
+    for (auto& [key, peer] : peers_)
+      if (!peer->ready && !peer->dead && now - peer->accepted_at > handshake_timeout_s_)
+        drop(*peer, "no ZMTP handshake within " + std::to_string(handshake_timeout_s_) + " s", true);
+    bury();
+  }
+
   void list(Peer& peer) {
     if (peer.listed) return;
     peer.listed = true;
     readable_.push_back(&peer);
   }
 
+  // Lists the peer; the pool is serviced once per loop turn, after every I/O callback of the
+  // turn (service_), not once per readable worker: each service flushes the sockets' output,
+  // and two flushes in a turn halve how many frames each write carries. A fed event runs in
+  // this turn's dispatch, after the pending events of higher priority; feeding it again while
+  // it is pending adds nothing.
   void on_readable(Peer& peer) {
     list(peer);
-    on_input_();
+    ev_feed_event(loop_, &service_, EV_CUSTOM);
   }
 
   // Reads and parses until EAGAIN or the budget; returns true if input is left (pending).
@@ -434,6 +461,7 @@ class ZmtpRouter final : public PoolRouter {
   const std::string handshake_;
   std::uint64_t max_frame_;
   std::size_t send_hwm_;
+  ev_tstamp handshake_timeout_s_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   // Every connection; a dropped Peer stays until bury().
   std::unordered_map<Peer*, std::unique_ptr<Peer>> peers_;
@@ -441,6 +469,8 @@ class ZmtpRouter final : public PoolRouter {
   std::vector<Peer*> readable_;                    // peers with input to read, in arrival order
   std::vector<Peer*> graveyard_;                   // dropped peers not yet deleted
   std::uint32_t anonymous_ = 0;
+  ev_timer handshake_check_{};  // drop_slow_handshakes() every second (or half the timeout)
+  ev_check service_{};          // never started, only fed: on_input_() once per turn with input
   PoolRouterCounters counters_;
 };
 

@@ -462,7 +462,8 @@ struct RawRig {
   std::unique_ptr<PoolLink> link;
   const std::string handshake = zmtp::handshake("DEALER", worker_id);
 
-  RawRig() {
+  explicit RawRig(std::int64_t handshake_timeout_ms = 30000) {
+    config.handshake_timeout_ms = handshake_timeout_ms;
     config.reconnect_ms = 10;
     config.reconnect_max_ms = 20;
     config.linger_ms = 0;
@@ -1045,6 +1046,22 @@ TEST_CASE("zmtp link (raw peer): greeting + READY on the wire, PING answered wit
   auto up = frame("up", false);
   REQUIRE(rig.pump([&] { return rig.peer.has(up.size()); }));
   CHECK(rig.peer.take(up.size()) == up);  // no PONG or anything else in between
+}
+
+TEST_CASE("zmtp link (raw peer): a gateway that accepts but never answers is dropped after the handshake timeout") {
+  RawRig rig(100);
+  auto started = Clock::now();
+  rig.accept_handshake();  // the peer reads our greeting + READY and says nothing
+  rig.expect_dropped_and_back();
+  CHECK(Clock::now() - started >= std::chrono::milliseconds(90));  // not before the timeout
+  CHECK(rig.counters.receive_errors == 1);
+  CHECK(rig.counters.connects == 0);
+  // Answered this time: the link is up and stays up past the timeout.
+  rig.peer.write(greeting() + ready_frame("ROUTER"));
+  REQUIRE(rig.pump([&] { return rig.counters.connects == 1; }));
+  auto up = Clock::now();
+  REQUIRE(rig.pump([&] { return Clock::now() - up > std::chrono::milliseconds(200); }));
+  CHECK(rig.counters.disconnects == 0);
 }
 
 TEST_CASE("zmtp link (raw peer): refused handshakes drop the connection and the link tries again") {
