@@ -27,6 +27,7 @@
 
 #include "backend/runtime/pool_link.hpp"
 #include "common/zmtp_codec.hpp"
+#include "tests/unit/zmtp_wire_bytes.hpp"
 
 using namespace sb::backend;
 namespace zmtp = sb::zmtp;
@@ -41,51 +42,13 @@ const std::string worker_id = "w-test-1";
 // ---------------------------------------------------------------------------------------------
 // Codec helpers
 
-// A peer's greeting: signature, version, mechanism (zero-padded to 20), as-server, filler.
-std::string greeting(unsigned char major = 3, unsigned char minor = 1, std::string_view mechanism = "NULL",
-                     bool as_server = true) {
-  std::string out(zmtp::greeting_size, '\0');
-  out[0] = static_cast<char>(0xff);
-  out[9] = 0x7f;
-  out[10] = static_cast<char>(major);
-  out[11] = static_cast<char>(minor);
-  std::memcpy(&out[12], mechanism.data(), std::min<std::size_t>(mechanism.size(), 20));
-  out[32] = as_server ? 1 : 0;
-  return out;
-}
-
-std::string u32(std::uint32_t v) {
-  std::string out;
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
-  return out;
-}
-
-std::string property(std::string_view name, std::string_view value) {
-  return std::string(1, static_cast<char>(name.size())) + std::string(name) +
-         u32(static_cast<std::uint32_t>(value.size())) + std::string(value);
-}
-
-std::string command_frame(std::string_view name, std::string_view data) {
-  std::string out;
-  zmtp::append_command(out, name, data);
-  return out;
-}
+using namespace sb::zmtp::test_bytes;
 
 std::string ready_frame(std::string_view socket_type) {
   return command_frame("READY", property("Socket-Type", socket_type) + property("Identity", ""));
 }
 
-std::string frame(std::string_view body, bool more) {
-  std::string out;
-  zmtp::append_frame(out, body, more);
-  return out;
-}
 
-std::string bytes(std::initializer_list<int> values) {
-  std::string out;
-  for (int v : values) out.push_back(static_cast<char>(v));
-  return out;
-}
 
 // What a decoder yields, flattened so a whole exchange compares in one CHECK.
 struct Unit {
