@@ -133,18 +133,6 @@ bool pump(PoolLink& link, BodySink& sink, const std::function<bool()>& done, std
   return true;
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "sb-zmtp-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
 
 struct RouterOptions {
   int rcvhwm = -1;           // -1: libzmq's default

@@ -75,18 +75,6 @@ struct Fd {
   }
 };
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "sb-router-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
 
 // An epoll loop of the test's own (not libev's default loop).
 struct Loop {
@@ -419,7 +407,7 @@ enum class Transport { ipc, tcp };
 
 struct Rig {
   Transport transport;
-  TempDir dir;
+  TempDir dir{"sb-router"};
   Loop loop;  // destroyed after the router (declared before it)
   GatewayConfig config;
   Sink sink;
@@ -1059,7 +1047,7 @@ TEST_CASE("zmtp router (raw peer): the router's handshake on the wire; PING gets
 // Binding and closing
 
 TEST_CASE("zmtp router: endpoints that cannot be bound throw std::runtime_error naming the endpoint") {
-  TempDir dir;
+  TempDir dir{"sb-router"};
   Loop loop;
   GatewayConfig config;
   config.pool_server = "zmtp";

@@ -1,12 +1,17 @@
 // Bytes a ZMTP peer sends, for the link and router tests: built with the codec where it has
-// the piece, by hand where a test needs what the codec would never write.
+// the piece, by hand where a test needs what the codec would never write; and a temp directory.
 #pragma once
+#include <stdlib.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "common/zmtp_codec.hpp"
 
@@ -53,5 +58,22 @@ inline std::string bytes(std::initializer_list<int> values) {
   for (int v : values) out.push_back(static_cast<char>(v));
   return out;
 }
+
+// A fresh directory for a test's ipc:// files, removed with everything in it.
+struct TempDir {
+  std::string path;
+  explicit TempDir(const char* prefix = "sb-zmtp") {
+    std::string pattern = (std::filesystem::temp_directory_path() / (std::string(prefix) + "-XXXXXX")).string();
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw std::filesystem::filesystem_error("mkdtemp", std::error_code(errno, std::generic_category()));
+    path = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+};
 
 }  // namespace sb::zmtp::test_bytes
