@@ -15,11 +15,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <deque>
 #include <random>
 
 #include "backend/runtime/pool_link.hpp"
 #include "common/zmtp_codec.hpp"
+#include "common/zmtp_socket.hpp"
 #include "common/log.hpp"
 
 namespace sb::backend {
@@ -29,40 +29,19 @@ using std::chrono::milliseconds;
 
 constexpr std::size_t read_chunk = 64 * 1024;
 
-// Where an endpoint points; tcp:// hosts are resolved at each attempt (a container's name may
-// not resolve until it is up).
-struct Target {
-  bool unix_socket = false;
-  std::string path;  // ipc://; a leading '@' is Linux's abstract namespace, as in libzmq
-  std::string host;
-  std::string port;
-};
-
-bool parse_target(const std::string& endpoint, Target& out, std::string& error) {
-  if (endpoint.rfind("ipc://", 0) == 0) {
-    out.unix_socket = true;
-    out.path = endpoint.substr(6);
-    if (out.path.empty() || out.path.size() >= sizeof(sockaddr_un::sun_path)) {
-      error = "bad ipc:// endpoint '" + endpoint + "': the path must have 1.." +
-              std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " characters";
-      return false;
-    }
-    return true;
+// tcp:// and ipc:// as a worker may use them; tcp:// hosts are resolved at each attempt (a
+// container's name may not resolve until it is up).
+bool parse_target(const std::string& endpoint, zmtp::StreamEndpoint& out, std::string& error) {
+  std::string why;
+  if (!zmtp::parse_stream_endpoint(endpoint, out, why)) {
+    error = "bad " + endpoint.substr(0, 6) + " endpoint '" + endpoint + "': " + why;
+    return false;
   }
-  std::string rest = endpoint.substr(6);  // after tcp://
-  if (rest.find(';') != std::string::npos) {
+  if (out.unix_socket) return true;
+  if (endpoint.find(';') != std::string::npos) {
     error = "tcp:// endpoint '" + endpoint + "' names a source address; use --pool-client libzmq for that";
     return false;
   }
-  auto colon = rest.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size()) {
-    error = "bad tcp:// endpoint '" + endpoint + "': expected tcp://HOST:PORT";
-    return false;
-  }
-  out.host = rest.substr(0, colon);
-  out.port = rest.substr(colon + 1);
-  if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']')
-    out.host = out.host.substr(1, out.host.size() - 2);
   if (out.host == "*") {
     error = "bad tcp:// endpoint '" + endpoint + "': a worker connects, '*' is for binding";
     return false;
@@ -80,7 +59,7 @@ bool parse_target(const std::string& endpoint, Target& out, std::string& error) 
 
 class ZmtpLink final : public PoolLink {
  public:
-  ZmtpLink(const BackendConfig& config, std::string endpoint, Target target, const std::string& worker_id,
+  ZmtpLink(const BackendConfig& config, std::string endpoint, zmtp::StreamEndpoint target, const std::string& worker_id,
            ShellCounters& counters)
       : endpoint_(std::move(endpoint)),
         target_(std::move(target)),
@@ -103,7 +82,7 @@ class ZmtpLink final : public PoolLink {
   bool prepare_wait(pollfd& entry) override {
     entry = {fd_, 0, 0};
     if (fd_ < 0) return false;
-    entry.events = state_ == State::connecting ? POLLOUT : static_cast<short>(POLLIN | (unwritten() ? POLLOUT : 0));
+    entry.events = state_ == State::connecting ? POLLOUT : static_cast<short>(POLLIN | (out_.unwritten() ? POLLOUT : 0));
     return pending_;
   }
 
@@ -134,9 +113,8 @@ class ZmtpLink final : public PoolLink {
   }
 
   Send send(const std::string* bodies, std::size_t count, std::string&) override {
-    if (state_ != State::ready || message_ends_.size() >= send_hwm_) return Send::refused;
-    for (std::size_t i = 0; i < count; ++i) zmtp::append_frame(out_, bodies[i], i + 1 < count);
-    message_ends_.push_back(out_.size());
+    if (state_ != State::ready || out_.messages() >= send_hwm_) return Send::refused;
+    out_.append_message(bodies, count);
     // Straight to the kernel: this is the hop libzmq would give to its I/O thread.
     if (!write_blocked_) write_out(std::chrono::steady_clock::now());
     return Send::sent;
@@ -145,15 +123,15 @@ class ZmtpLink final : public PoolLink {
   void close(std::int64_t linger_ms) override {
     if (fd_ < 0) return;
     auto deadline = std::chrono::steady_clock::now() + milliseconds(linger_ms);
-    while (state_ == State::ready && unwritten()) {
+    while (state_ == State::ready && out_.unwritten()) {
       auto left = std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now()).count();
       if (left <= 0) break;
       pollfd entry{fd_, POLLOUT, 0};
       if (::poll(&entry, 1, static_cast<int>(left)) <= 0 || !write_out(std::chrono::steady_clock::now())) break;
     }
-    if (fd_ >= 0 && unwritten()) {
-      counters_.lost_on_disconnect += message_ends_.size();
-      log::warn("closing the link to ", endpoint_, " with ", message_ends_.size(), " messages unsent (linger ",
+    if (fd_ >= 0 && out_.unwritten()) {
+      counters_.lost_on_disconnect += out_.messages();
+      log::warn("closing the link to ", endpoint_, " with ", out_.messages(), " messages unsent (linger ",
                 linger_ms, " ms)");
     }
     if (fd_ >= 0) ::close(fd_);
@@ -165,26 +143,15 @@ class ZmtpLink final : public PoolLink {
  private:
   enum class State { idle, connecting, handshaking, ready };
 
-  std::size_t unwritten() const { return out_.size() - out_start_; }
-
   void connect(SteadyTime now) {
     sockaddr_storage address{};
     socklen_t address_size = 0;
     int family = AF_UNIX;
     if (target_.unix_socket) {
-      auto* un = reinterpret_cast<sockaddr_un*>(&address);
-      un->sun_family = AF_UNIX;
-      std::memcpy(un->sun_path, target_.path.data(), target_.path.size());
-      address_size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + target_.path.size() + 1);
-      if (target_.path[0] == '@') {
-        un->sun_path[0] = '\0';
-        address_size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + target_.path.size());
-      }
+      address_size = zmtp::unix_address(target_.path, *reinterpret_cast<sockaddr_un*>(&address));
     } else {
       addrinfo hints{};
-      // IPv4 unless the host is an IPv6 literal, as libzmq without ZMQ_IPV6: a name that
-      // resolves to ::1 first must still reach a gateway bound to 0.0.0.0.
-      hints.ai_family = target_.host.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+      hints.ai_family = zmtp::address_family(target_.host);
       hints.ai_socktype = SOCK_STREAM;
       addrinfo* found = nullptr;
       int rc = ::getaddrinfo(target_.host.c_str(), target_.port.c_str(), &hints, &found);
@@ -243,9 +210,8 @@ class ZmtpLink final : public PoolLink {
 
   void begin_handshake() {
     state_ = State::handshaking;
-    out_.assign(handshake_);
-    out_start_ = 0;
-    message_ends_.clear();
+    out_.clear();
+    out_.append_raw(handshake_);
     write_blocked_ = false;
     write_out(std::chrono::steady_clock::now());
   }
@@ -262,7 +228,7 @@ class ZmtpLink final : public PoolLink {
   void drop(SteadyTime now, const std::string& why, bool protocol_error) {
     if (state_ == State::ready) {
       ++counters_.disconnects;
-      counters_.lost_on_disconnect += message_ends_.size();
+      counters_.lost_on_disconnect += out_.messages();
     }
     if (protocol_error) {
       ++counters_.receive_errors;
@@ -274,8 +240,6 @@ class ZmtpLink final : public PoolLink {
     fd_ = -1;
     state_ = State::idle;
     out_.clear();
-    out_start_ = 0;
-    message_ends_.clear();
     write_blocked_ = false;
     pending_ = false;
     decoder_.reset();
@@ -284,31 +248,12 @@ class ZmtpLink final : public PoolLink {
 
   // Writes what is queued; false if the connection was dropped.
   bool write_out(SteadyTime now) {
-    while (unwritten() > 0) {
-      ssize_t n = ::send(fd_, out_.data() + out_start_, unwritten(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        out_start_ += static_cast<std::size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        write_blocked_ = true;  // POLLOUT resumes
-        break;
-      }
-      drop(now, n < 0 ? std::strerror(errno) : "write returned 0", false);
+    auto result = out_.write_to(fd_);
+    if (result == zmtp::SendBuffer::Write::failed) {
+      drop(now, errno ? std::strerror(errno) : "write returned 0", false);
       return false;
     }
-    while (!message_ends_.empty() && message_ends_.front() <= out_start_) message_ends_.pop_front();
-    if (unwritten() == 0) {
-      out_.clear();
-      out_start_ = 0;
-      message_ends_.clear();
-      write_blocked_ = false;
-    } else if (out_start_ > out_.size() / 2) {
-      out_.erase(0, out_start_);
-      for (auto& end : message_ends_) end -= out_start_;
-      out_start_ = 0;
-    }
+    write_blocked_ = result == zmtp::SendBuffer::Write::blocked;  // POLLOUT resumes
     return true;
   }
 
@@ -386,16 +331,14 @@ class ZmtpLink final : public PoolLink {
     }
     if (command.name == "PING" && command.data.size() >= 2) {
       // ZMTP 3.1 heartbeat: answer with the context the peer sent after its TTL.
-      std::string pong;
-      zmtp::append_command(pong, "PONG", command.data.substr(2));
-      out_ += pong;
+      out_.append_command("PONG", command.data.substr(2));
       if (!write_blocked_) return write_out(now);
     }
     return true;  // other commands (PONG, ...) carry nothing for a DEALER
   }
 
   std::string endpoint_;
-  Target target_;
+  zmtp::StreamEndpoint target_;
   const std::string handshake_;
   ShellCounters& counters_;
   zmtp::Decoder decoder_;
@@ -410,9 +353,7 @@ class ZmtpLink final : public PoolLink {
   State state_ = State::idle;
   SteadyTime reconnect_at_ = SteadyTime::max();
   SteadyTime handshake_deadline_ = SteadyTime::max();  // while connecting or handshaking
-  std::string out_;                       // bytes queued for the kernel
-  std::size_t out_start_ = 0;             // first of them not yet written
-  std::deque<std::size_t> message_ends_;  // end offset in out_ of each queued message (SNDHWM)
+  zmtp::SendBuffer out_;
   bool write_blocked_ = false;            // the kernel said EAGAIN; POLLOUT resumes
   bool pending_ = false;                  // parsed input left after the batch limit
 };
@@ -421,7 +362,7 @@ class ZmtpLink final : public PoolLink {
 
 std::unique_ptr<PoolLink> make_zmtp_link(const BackendConfig& config, const std::string& endpoint,
                                          const std::string& worker_id, ShellCounters& counters, std::string& error) {
-  Target target;
+  zmtp::StreamEndpoint target;
   if (!parse_target(endpoint, target, error)) return nullptr;
   auto link = std::make_unique<ZmtpLink>(config, endpoint, std::move(target), worker_id, counters);
   link->start(std::chrono::steady_clock::now());

@@ -15,12 +15,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <deque>
 #include <stdexcept>
 #include <unordered_map>
 
 #include "common/log.hpp"
 #include "common/zmtp_codec.hpp"
+#include "common/zmtp_socket.hpp"
 #include "gateway/shell/pool_router.hpp"
 
 namespace sb::gateway {
@@ -46,12 +46,9 @@ struct Peer {
   std::string routing_id;
   std::string name;  // for logs: routing id once known, else the remote address
   zmtp::Decoder decoder;
-  std::string out;
-  std::size_t out_start = 0;
-  std::deque<std::size_t> message_ends;  // end offset in `out` of each queued message (SNDHWM)
+  zmtp::SendBuffer out;
 
   explicit Peer(std::uint64_t max_frame) : decoder(max_frame) {}
-  std::size_t unwritten() const { return out.size() - out_start; }
 };
 
 struct Listener {
@@ -66,22 +63,19 @@ struct Listener {
 // Binds `endpoint` (tcp://HOST:PORT, tcp://*:PORT, ipc://PATH); throws with a clear message.
 int bind_endpoint(const std::string& endpoint, std::string& ipc_file) {
   auto fail = [&](const std::string& why) -> int { throw std::runtime_error("cannot bind pool " + endpoint + ": " + why); };
-  if (endpoint.rfind("ipc://", 0) == 0) {
-    std::string path = endpoint.substr(6);
+  zmtp::StreamEndpoint target;
+  std::string why;
+  if (endpoint.rfind("ipc://", 0) != 0 && endpoint.rfind("tcp://", 0) != 0)
+    fail("only tcp:// and ipc:// here; --pool-server libzmq knows more");
+  if (!zmtp::parse_stream_endpoint(endpoint, target, why)) fail(why);
+  if (target.unix_socket) {
     sockaddr_un address{};
-    if (path.empty() || path.size() >= sizeof address.sun_path)
-      fail("the path must have 1.." + std::to_string(sizeof address.sun_path - 1) + " characters");
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path.data(), path.size());
-    socklen_t size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-    if (path[0] == '@') {  // Linux's abstract namespace, as in libzmq
-      address.sun_path[0] = '\0';
-      size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-    } else {
+    socklen_t size = zmtp::unix_address(target.path, address);
+    if (target.path[0] != '@') {
       // A file left by a gateway that died is not in use; libzmq replaces it the same way.
       struct stat st {};
-      if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
-      ipc_file = path;
+      if (::stat(target.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(target.path.c_str());
+      ipc_file = target.path;
     }
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) fail(std::strerror(errno));
@@ -93,17 +87,10 @@ int bind_endpoint(const std::string& endpoint, std::string& ipc_file) {
     }
     return fd;
   }
-  if (endpoint.rfind("tcp://", 0) != 0) fail("only tcp:// and ipc:// here; --pool-server libzmq knows more");
-  std::string rest = endpoint.substr(6);
-  auto colon = rest.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size()) fail("expected tcp://HOST:PORT");
-  std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (port == "*") port = "0";
+  const std::string& host = target.host;
+  std::string port = target.port == "*" ? "0" : target.port;
   addrinfo hints{};
-  // IPv4 unless the host is an IPv6 literal, as libzmq without ZMQ_IPV6 (and as the workers
-  // connect): a name that resolves to ::1 first must not leave IPv4 workers outside.
-  hints.ai_family = host.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+  hints.ai_family = zmtp::address_family(host);
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* found = nullptr;
@@ -197,9 +184,8 @@ class ZmtpRouter final : public PoolRouter {
     auto found = by_id_.find(std::string(routing_id));
     if (found == by_id_.end()) return Send::unreachable;
     Peer& peer = *found->second;
-    if (peer.message_ends.size() >= send_hwm_) return Send::full;
-    for (std::size_t i = 0; i < bodies.size(); ++i) zmtp::append_frame(peer.out, bodies[i], i + 1 < bodies.size());
-    peer.message_ends.push_back(peer.out.size());
+    if (peer.out.messages() >= send_hwm_) return Send::full;
+    peer.out.append_message(bodies.data(), bodies.size());
     // Straight to the kernel: this is the hop libzmq would give to its I/O thread.
     if (!ev_is_active(&peer.writer)) write_out(peer);
     return Send::sent;
@@ -210,7 +196,7 @@ class ZmtpRouter final : public PoolRouter {
   void close(int linger_ms) override {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(linger_ms);
     for (auto& [key, peer] : peers_) {
-      while (!peer->dead && peer->ready && peer->unwritten() > 0) {
+      while (!peer->dead && peer->ready && peer->out.unwritten() > 0) {
         auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
         if (left <= 0) break;
         pollfd entry{peer->fd, POLLOUT, 0};
@@ -272,7 +258,7 @@ class ZmtpRouter final : public PoolRouter {
       peer->reader.data = peer->writer.data = peer.get();
       ev_io_start(loop_, &peer->reader);
       peer->accepted_at = ev_now(loop_);
-      peer->out = handshake_;
+      peer->out.append_raw(handshake_);
       Peer& p = *peer;
       peers_.emplace(&p, std::move(peer));
       write_out(p);
@@ -387,8 +373,8 @@ class ZmtpRouter final : public PoolRouter {
     }
     // ZMTP 3.1 heartbeat: answer with the context the peer sent after its TTL, unless the peer
     // is not reading what we send (a PING flood must not grow our buffer without bound).
-    if (command.name == "PING" && command.data.size() >= 2 && peer.unwritten() < max_pong_backlog) {
-      zmtp::append_command(peer.out, "PONG", command.data.substr(2));
+    if (command.name == "PING" && command.data.size() >= 2 && peer.out.unwritten() < max_pong_backlog) {
+      peer.out.append_command("PONG", command.data.substr(2));
       if (!ev_is_active(&peer.writer)) return write_out(peer);
     }
     return true;  // other commands (PONG, ...) carry nothing for a ROUTER
@@ -397,30 +383,16 @@ class ZmtpRouter final : public PoolRouter {
   // Writes what is queued; false if the peer was dropped.
   bool write_out(Peer& peer) {
     if (peer.dead) return false;
-    while (peer.unwritten() > 0) {
-      ssize_t n = ::send(peer.fd, peer.out.data() + peer.out_start, peer.unwritten(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        peer.out_start += static_cast<std::size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      drop(peer, n < 0 ? std::strerror(errno) : "write returned 0", false);
+    auto result = peer.out.write_to(peer.fd);
+    if (result == zmtp::SendBuffer::Write::failed) {
+      drop(peer, errno ? std::strerror(errno) : "write returned 0", false);
       return false;
     }
-    while (!peer.message_ends.empty() && peer.message_ends.front() <= peer.out_start) peer.message_ends.pop_front();
-    if (peer.unwritten() == 0) {
-      peer.out.clear();
-      peer.out_start = 0;
-      if (ev_is_active(&peer.writer)) ev_io_stop(loop_, &peer.writer);
-      return true;
-    }
-    if (peer.out_start > peer.out.size() / 2) {
-      peer.out.erase(0, peer.out_start);
-      for (auto& end : peer.message_ends) end -= peer.out_start;
-      peer.out_start = 0;
-    }
-    if (!ev_is_active(&peer.writer)) ev_io_start(loop_, &peer.writer);
+    // Writability matters only while the kernel refuses part of what is queued.
+    if (result == zmtp::SendBuffer::Write::blocked)
+      ev_io_start(loop_, &peer.writer);
+    else
+      ev_io_stop(loop_, &peer.writer);
     return true;
   }
 
@@ -436,7 +408,7 @@ class ZmtpRouter final : public PoolRouter {
     }
     if (peer.ready) {
       ++counters_.disconnects;
-      counters_.lost_on_disconnect += peer.message_ends.size();
+      counters_.lost_on_disconnect += peer.out.messages();
       auto found = by_id_.find(peer.routing_id);
       if (found != by_id_.end() && found->second == &peer) by_id_.erase(found);
     }
