@@ -41,6 +41,8 @@ ParseOutcome<GatewayConfig> parse_gateway_options(const std::vector<std::string>
       ("pool-hwm", po::value(&c.pool_hwm)->default_value(c.pool_hwm), "ZeroMQ high-water mark per worker")
       ("pool-handshake-timeout-ms", po::value(&c.pool_handshake_timeout_ms)->default_value(c.pool_handshake_timeout_ms),
        "a worker's pool connection must finish its ZMTP handshake within this (ms)")
+      ("max-socket-writes-per-turn", po::value(&c.max_socket_writes_per_turn)->default_value(c.max_socket_writes_per_turn),
+       "sockets written per loop turn, the rest in order in the next turns (input is read between); 0 = no bound")
       ("pool-drain-batch", po::value(&c.pool_drain_batch)->default_value(c.pool_drain_batch),
        "pool messages handled per loop turn before the sockets get their turn")
       ("log-level", po::value(&c.log_level)->default_value(c.log_level), "debug, info, warn or error");

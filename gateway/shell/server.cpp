@@ -12,8 +12,10 @@
 #include <cerrno>
 #include <chrono>
 #include <malloc.h>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <random>
 #include <stdexcept>
 #include <string_view>
@@ -145,8 +147,14 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
   std::uint64_t sndbuf_failures = 0;       // setsockopt(SO_SNDBUF) refused (logged, socket kept)
   std::uint64_t writes_batched = 0;        // sends that went through batch_writer
   std::uint64_t writes_handed_to_lws = 0;  // of those, the ones a socket did not take whole
-  std::vector<Session*> to_flush;  // sockets with new output this loop turn (see wake_writer)
+  // Sockets with output to write, in the order they got it; each loop turn writes up to
+  // max_socket_writes_per_turn from the front (see flush_writers). A listed socket's newer
+  // output joins its place in line. Loop thread only.
+  std::deque<Session*> write_line;
   std::vector<Session*> flushing;
+  std::size_t writes_left_this_turn = 0;  // reset at the end of every turn (end_of_turn)
+  ev_idle write_idle{};                   // active while write_line is not empty: the loop must not block
+  std::uint64_t turns_over_write_budget = 0;  // turns that left sockets for the next one
   std::uint64_t pool_send_dropped = 0;  // bodies not sent: worker unreachable or over HWM
   std::uint64_t too_big_closes = 0;
   // lws allocates no per-connection memory for us (per_session_data_size 0, saving a malloc
@@ -176,7 +184,7 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
   void wake_writer(Session& session) override {
     if (session.flush_listed || session.writer_woken || !session.transport) return;
     session.flush_listed = true;
-    to_flush.push_back(&session);
+    write_line.push_back(&session);
   }
 
   void request_writeable(Session& session) {
@@ -207,8 +215,13 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
     return wsi;
   }
 
+  // Writes the sockets at the front of the line, up to this turn's budget.
   void flush_writers() {
-    flushing.swap(to_flush);
+    std::size_t n = std::min(write_line.size(), writes_left_this_turn);
+    if (n == 0) return;
+    writes_left_this_turn -= n;
+    flushing.assign(write_line.begin(), write_line.begin() + static_cast<std::ptrdiff_t>(n));
+    write_line.erase(write_line.begin(), write_line.begin() + static_cast<std::ptrdiff_t>(n));
     if (batch_writer.started() && flushing.size() > 1) {  // one socket: a plain send is as cheap
       flush_writers_batched();
     } else {
@@ -297,6 +310,9 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
     // Above them it runs every loop turn while active, as uv_idle did.
     ev_set_priority(&pool_idle, EV_MAXPRI);
     pool_idle.data = this;
+    // Only its being active matters (the loop polls without blocking); end_of_turn writes.
+    ev_idle_init(&write_idle, [](struct ev_loop*, ev_idle*, int) {});
+    writes_left_this_turn = write_budget();
   }
 
   // Reads what the pool has (bounded per turn), then sends what the core queued. With
@@ -329,6 +345,18 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
   void end_of_turn() {
     if (pool && flush_pool() && !idle_active && pool->input_unreported()) service_pool();
     else flush_writers();
+    if (!write_line.empty()) ++turns_over_write_budget;
+    writes_left_this_turn = write_budget();
+    // Sockets left in line: the next turn polls without blocking, reads, then writes on.
+    bool spin = !write_line.empty();
+    if (spin != static_cast<bool>(ev_is_active(&write_idle))) {
+      if (spin) ev_idle_start(loop, &write_idle);
+      else ev_idle_stop(loop, &write_idle);
+    }
+  }
+
+  std::size_t write_budget() const {
+    return config.max_socket_writes_per_turn ? config.max_socket_writes_per_turn : SIZE_MAX;
   }
 
   // PoolRouter::Sink: every body the pool reads.
@@ -434,6 +462,7 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
         {"pool_lost_on_disconnect", pool->counters().lost_on_disconnect},
         {"pool_accept_failures", pool->counters().accept_failures},
         {"writes_batched", writes_batched},
+        {"turns_over_write_budget", turns_over_write_budget},
         {"writes_handed_to_lws", writes_handed_to_lws},
         {"sndbuf_failures", sndbuf_failures},  // --socket-send-buffer-bytes not applied
         {"welcomes_unsolicited", c.welcomes_unsolicited},
@@ -661,7 +690,7 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
     if (!s) return;
     lws_set_wsi_user(wsi, nullptr);  // the core may free the session
     s->rx.reset();  // a partial message cut off by the close; the session waits for its CLOSE ACK
-    if (s->flush_listed) std::erase(to_flush, s);  // the core may free it before the next flush
+    if (s->flush_listed) std::erase(write_line, s);  // the core may free it before the next flush
     std::uint16_t code = s->closing_by_us ? s->close_code
                          : s->peer_close_code ? s->peer_close_code
                                                : close_code::abnormal;
@@ -808,7 +837,7 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
     // close to the workers now, since lws tears them down after our pool is gone.
     for (Session* s : core.open_sessions()) {
       lws_set_wsi_user(static_cast<struct lws*>(s->transport), nullptr);
-      if (s->flush_listed) std::erase(to_flush, s);
+      if (s->flush_listed) std::erase(write_line, s);
       core.session_closed(*s, close_code::going_away, "gateway shutting down");
     }
     close_shared_listener();
@@ -825,6 +854,7 @@ struct Server::Impl final : SocketDriver, PoolRouter::Sink {
     ev_signal_stop(loop, &sigterm);
     ev_prepare_stop(loop, &pool_prepare);
     ev_idle_stop(loop, &pool_idle);
+    ev_idle_stop(loop, &write_idle);
   }
 };
 

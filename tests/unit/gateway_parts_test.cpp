@@ -128,6 +128,10 @@ TEST_CASE("gateway options: defaults, CLI over environment over file, validation
   REQUIRE(rx.config);
   CHECK(rx.config->rx_buffer_bytes == 4096);
   CHECK(rx.config->socket_send_buffer_bytes == 128 * 1024);  // the default
+  CHECK(rx.config->max_socket_writes_per_turn == 64);  // the default
+  auto unbounded = parse_gateway_options({"--max-socket-writes-per-turn", "0"}, {});
+  REQUIRE(unbounded.config);
+  CHECK(unbounded.config->max_socket_writes_per_turn == 0);
   auto autotuned = parse_gateway_options({"--socket-send-buffer-bytes", "0"}, {});
   REQUIRE(autotuned.config);
   CHECK(autotuned.config->socket_send_buffer_bytes == 0);
